@@ -160,4 +160,3 @@ func Dial(path string) (*Client, error) {
 
 // Close ends the connection.
 func (c *Client) Close() error { return c.conn.Close() }
-
