@@ -1,0 +1,245 @@
+package ike
+
+import (
+	"errors"
+	"fmt"
+
+	"golang.org/x/crypto/cryptobyte"
+)
+
+// SKCipher protects SK and SKF payloads for one direction of an IKE SA.
+// core/transform implements it for AES-GCM, ChaCha20-Poly1305 and
+// AES-CBC+HMAC-SHA2.
+type SKCipher interface {
+	// SealedLen is len(IV|ciphertext(plaintext|padding|padlen)|ICV) for n
+	// plaintext bytes.
+	SealedLen(n int) int
+	// Seal appends IV|ciphertext|ICV to dst. aad is everything from the IKE
+	// header through the SK (or SKF) payload header; for CBC+HMAC the ICV
+	// covers aad|IV|ciphertext, i.e. the whole message.
+	Seal(dst, aad, plaintext []byte) ([]byte, error)
+	// Open reverses Seal and returns the plaintext without padding.
+	Open(dst, aad, sealed []byte) ([]byte, error)
+}
+
+// Encrypted is the SK payload (§3.14): Data is IV|ciphertext|ICV and
+// NextPayload the type of the first payload inside.
+type Encrypted struct {
+	NextPayload PayloadType
+	Data        []byte
+}
+
+func (*Encrypted) Type() PayloadType                  { return PayloadSK }
+func (p *Encrypted) marshalBody(b *cryptobyte.Builder) { b.AddBytes(p.Data) }
+
+// EncryptedFragment is the SKF payload (RFC 7383 §2.5). NextPayload is set in
+// fragment 1 only.
+type EncryptedFragment struct {
+	NextPayload   PayloadType
+	Number, Total uint16
+	Data          []byte
+}
+
+func (*EncryptedFragment) Type() PayloadType { return PayloadSKF }
+func (p *EncryptedFragment) marshalBody(b *cryptobyte.Builder) {
+	b.AddUint16(p.Number)
+	b.AddUint16(p.Total)
+	b.AddBytes(p.Data)
+}
+
+func parseSKF(s cryptobyte.String, next PayloadType) (*EncryptedFragment, error) {
+	p := &EncryptedFragment{NextPayload: next}
+	if !s.ReadUint16(&p.Number) || !s.ReadUint16(&p.Total) {
+		return nil, ErrShort
+	}
+	if p.Number == 0 || p.Total == 0 || p.Number > p.Total {
+		return nil, fmt.Errorf("fragment %d of %d", p.Number, p.Total)
+	}
+	if p.Number != 1 && next != PayloadNone {
+		return nil, errors.New("next payload set in a non-first fragment")
+	}
+	p.Data = clone(s)
+	return p, nil
+}
+
+// SealMessage builds a whole datagram: header h, then an SK payload holding
+// inner encrypted with c. h's Length and NextPayload are set here.
+func SealMessage(h Header, inner []Payload, c SKCipher) ([]byte, error) {
+	first, plain, err := MarshalPayloads(inner)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(plain)
+	sealed := c.SealedLen(len(plain))
+	total := HeaderLen + genericHeaderLen + sealed
+	if total > MaxMessageLen {
+		return nil, errors.New("ike: message too long")
+	}
+	h.NextPayload, h.Length = PayloadSK, uint32(total)
+	out := appendHeader(make([]byte, 0, total), &h)
+	out = append(out, byte(first), 0, byte((genericHeaderLen+sealed)>>8), byte(genericHeaderLen+sealed))
+	out, err = c.Seal(out, out[:HeaderLen+genericHeaderLen], plain)
+	if err != nil {
+		return nil, err
+	}
+	if len(out) != total {
+		return nil, fmt.Errorf("ike: cipher sealed %d bytes, announced %d", len(out)-HeaderLen-genericHeaderLen, sealed)
+	}
+	return out, nil
+}
+
+// OpenMessage authenticates and decrypts m's SK payload and returns the
+// payloads inside. m must have come from ParseMessage (its Raw is used).
+func OpenMessage(m *Message, c SKCipher) ([]Payload, error) {
+	if len(m.Payloads) == 0 {
+		return nil, errors.New("ike: no SK payload")
+	}
+	sk, ok := m.Payloads[len(m.Payloads)-1].(*Encrypted)
+	if !ok {
+		return nil, errors.New("ike: no SK payload")
+	}
+	aad := m.Raw[:len(m.Raw)-len(sk.Data)]
+	plain, err := c.Open(nil, aad, sk.Data)
+	if err != nil {
+		return nil, err
+	}
+	ps, err := ParsePayloads(sk.NextPayload, plain)
+	clear(plain)
+	return ps, err
+}
+
+// SealFragments splits inner into SKF fragments (RFC 7383) so that each
+// datagram is at most maxDatagram bytes (without IP/UDP headers and the
+// non-ESP marker, which the caller subtracts).
+func SealFragments(h Header, inner []Payload, c SKCipher, maxDatagram int) ([][]byte, error) {
+	first, plain, err := MarshalPayloads(inner)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(plain)
+	const fragHdr = genericHeaderLen + 4
+	room := maxDatagram - HeaderLen - fragHdr
+	chunk := room
+	for chunk > 0 && c.SealedLen(chunk) > room {
+		chunk--
+	}
+	if chunk <= 0 {
+		return nil, fmt.Errorf("ike: fragment size %d leaves no room for data", maxDatagram)
+	}
+	n := (len(plain) + chunk - 1) / chunk
+	if n == 0 {
+		n = 1
+	}
+	if n > MaxFragments {
+		return nil, fmt.Errorf("ike: %d fragments exceed the limit of %d", n, MaxFragments)
+	}
+	out := make([][]byte, 0, n)
+	for i := 0; i < n; i++ {
+		part := plain[i*chunk : min((i+1)*chunk, len(plain))]
+		sealed := c.SealedLen(len(part))
+		total := HeaderLen + fragHdr + sealed
+		fh := h
+		fh.NextPayload, fh.Length = PayloadSKF, uint32(total)
+		next := PayloadNone
+		if i == 0 {
+			next = first
+		}
+		d := appendHeader(make([]byte, 0, total), &fh)
+		d = append(d, byte(next), 0, byte((fragHdr+sealed)>>8), byte(fragHdr+sealed),
+			byte((i+1)>>8), byte(i+1), byte(n>>8), byte(n))
+		d, err = c.Seal(d, d[:HeaderLen+fragHdr], part)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// Reassembly limits (RFC 7383 §2.6.2 asks for some): a message of at most
+// MaxFragments fragments and MaxReassembled plaintext bytes.
+const (
+	MaxFragments   = 64
+	MaxReassembled = 64 << 10
+)
+
+// Reassembler collects the SKF fragments of one message at a time for one
+// direction of an IKE SA. Each fragment is authenticated before it is kept.
+type Reassembler struct {
+	msgID  uint32
+	active bool
+	total  uint16
+	first  PayloadType
+	parts  [][]byte
+	have   int
+	bytes  int
+}
+
+// Add authenticates and stores fragment m (which holds one SKF payload). It
+// returns the inner payloads once every fragment has arrived.
+func (r *Reassembler) Add(m *Message, c SKCipher) (inner []Payload, done bool, err error) {
+	if len(m.Payloads) == 0 {
+		return nil, false, errors.New("ike: no SKF payload")
+	}
+	f, ok := m.Payloads[len(m.Payloads)-1].(*EncryptedFragment)
+	if !ok {
+		return nil, false, errors.New("ike: no SKF payload")
+	}
+	if f.Total > MaxFragments {
+		return nil, false, fmt.Errorf("ike: %d fragments exceed the limit of %d", f.Total, MaxFragments)
+	}
+	id := m.Header.MessageID
+	switch {
+	case r.active && id < r.msgID:
+		return nil, false, errors.New("ike: fragment of an older message")
+	case r.active && id == r.msgID && f.Total < r.total:
+		return nil, false, errors.New("ike: fragment with a smaller total than seen before")
+	}
+	aad := m.Raw[:len(m.Raw)-len(f.Data)]
+	plain, err := c.Open(nil, aad, f.Data)
+	if err != nil {
+		return nil, false, err
+	}
+	// A new message, or a larger total (the sender fragments smaller after a
+	// PMTU problem): start over (RFC 7383 §2.6.1).
+	if !r.active || id != r.msgID || f.Total > r.total {
+		r.reset()
+		r.active, r.msgID, r.total = true, id, f.Total
+		r.parts = make([][]byte, f.Total)
+	}
+	i := f.Number - 1
+	if r.parts[i] != nil {
+		clear(plain)
+		return nil, false, nil // duplicate
+	}
+	if r.bytes+len(plain) > MaxReassembled {
+		r.reset()
+		return nil, false, fmt.Errorf("ike: reassembled message exceeds %d bytes", MaxReassembled)
+	}
+	r.parts[i], r.have, r.bytes = plain, r.have+1, r.bytes+len(plain)
+	if f.Number == 1 {
+		r.first = f.NextPayload
+	}
+	if r.have < int(r.total) {
+		return nil, false, nil
+	}
+	all := make([]byte, 0, r.bytes)
+	for _, p := range r.parts {
+		all = append(all, p...)
+	}
+	first := r.first
+	r.reset()
+	r.active, r.msgID = true, id
+	r.total = 0xffff // late duplicates of a finished message are ignored
+	r.parts = nil
+	inner, err = ParsePayloads(first, all)
+	clear(all)
+	return inner, err == nil, err
+}
+
+func (r *Reassembler) reset() {
+	for _, p := range r.parts {
+		clear(p)
+	}
+	*r = Reassembler{}
+}
