@@ -153,7 +153,7 @@ func parseAuth(s cryptobyte.String) (*Authentication, error) {
 // Nonce is the Ni/Nr payload (§3.9): 16 to 256 bytes.
 type Nonce struct{ Data []byte }
 
-func (*Nonce) Type() PayloadType { return PayloadNonce }
+func (*Nonce) Type() PayloadType                   { return PayloadNonce }
 func (p *Nonce) marshalBody(b *cryptobyte.Builder) { b.AddBytes(p.Data) }
 
 func parseNonce(s cryptobyte.String) (*Nonce, error) {
@@ -244,7 +244,7 @@ func parseDelete(s cryptobyte.String) (*Delete, error) {
 // VendorID is the Vendor ID payload (§3.12).
 type VendorID struct{ Data []byte }
 
-func (*VendorID) Type() PayloadType                  { return PayloadVendor }
+func (*VendorID) Type() PayloadType                   { return PayloadVendor }
 func (p *VendorID) marshalBody(b *cryptobyte.Builder) { b.AddBytes(p.Data) }
 
 // UnknownPayload is a non-critical payload type we do not implement; it is
@@ -255,7 +255,7 @@ type UnknownPayload struct {
 	Body        []byte
 }
 
-func (p *UnknownPayload) Type() PayloadType                  { return p.PayloadType }
+func (p *UnknownPayload) Type() PayloadType                 { return p.PayloadType }
 func (p *UnknownPayload) marshalBody(b *cryptobyte.Builder) { b.AddBytes(p.Body) }
 
 // EAP is the EAP payload (§3.16): Data is the whole EAP message, whose own

@@ -29,7 +29,7 @@ type Encrypted struct {
 	Data        []byte
 }
 
-func (*Encrypted) Type() PayloadType                  { return PayloadSK }
+func (*Encrypted) Type() PayloadType                   { return PayloadSK }
 func (p *Encrypted) marshalBody(b *cryptobyte.Builder) { b.AddBytes(p.Data) }
 
 // EncryptedFragment is the SKF payload (RFC 7383 §2.5). NextPayload is set in
