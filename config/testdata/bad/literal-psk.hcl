@@ -1,0 +1,11 @@
+connection "lab" {
+  remote_addrs = ["192.0.2.2"]
+  local {
+    auth = "psk"
+    psk  = "correct horse battery staple"
+  }
+  remote {
+    auth = "psk"
+    psk  = "file:/etc/veil/lab.psk"
+  }
+}
