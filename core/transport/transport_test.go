@@ -1,0 +1,129 @@
+package transport
+
+import (
+	"bytes"
+	"net"
+	"net/netip"
+	"testing"
+)
+
+func TestUDPLoopbackAndMarker(t *testing.T) {
+	lo := netip.MustParseAddr("127.0.0.1")
+	a, err := ListenUDP(UDPConfig{Addrs: []netip.Addr{lo}, Port: 25500, NATPort: 25450})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := ListenUDP(UDPConfig{Addrs: []netip.Addr{lo}, Port: 26500, NATPort: 26450})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+
+	msg := []byte("ike message")
+	if err := a.Send(Packet{Data: msg, Local: netip.AddrPortFrom(lo, 25500), Remote: netip.AddrPortFrom(lo, 26500)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Send(Packet{Data: msg, Local: netip.AddrPortFrom(lo, 25450), Remote: netip.AddrPortFrom(lo, 26450)}); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]Packet, 4)
+	seen := 0
+	for seen < 2 {
+		n, err := b.Receive(got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range got[:n] {
+			if !bytes.Equal(p.Data, msg) {
+				t.Fatalf("got %q, want %q (marker must be stripped)", p.Data, msg)
+			}
+			if p.Remote.Addr() != lo || (p.Local.Port() != 26500 && p.Local.Port() != 26450) {
+				t.Fatalf("addresses %v -> %v", p.Remote, p.Local)
+			}
+			seen++
+		}
+	}
+
+	// An ESP packet (non-zero SPI) on the NAT-T port is not IKE: dropped, counted.
+	raw, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(lo, 26450)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	raw.Write([]byte{0, 0, 0, 1, 0, 0, 0, 1})
+	raw.Write(append([]byte{0, 0, 0, 0}, "after"...))
+	n, err := b.Receive(got)
+	if err != nil || n < 1 || string(got[0].Data) != "after" {
+		t.Fatalf("after ESP: n=%d err=%v", n, err)
+	}
+	if b.NonIKEDrops() != 1 {
+		t.Fatalf("NonIKEDrops = %d, want 1", b.NonIKEDrops())
+	}
+}
+
+func TestUDPIPv6(t *testing.T) {
+	lo := netip.IPv6Loopback()
+	a, err := ListenUDP(UDPConfig{Addrs: []netip.Addr{lo}, Port: 25501, NATPort: 25451})
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	defer a.Close()
+	b, err := ListenUDP(UDPConfig{Addrs: []netip.Addr{lo}, Port: 26501, NATPort: 26451})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := a.Send(Packet{Data: []byte("v6"), Local: netip.AddrPortFrom(lo, 25451), Remote: netip.AddrPortFrom(lo, 26451)}); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]Packet, 1)
+	if n, err := b.Receive(got); err != nil || n != 1 || string(got[0].Data) != "v6" {
+		t.Fatalf("n=%d err=%v data=%q", n, err, got[0].Data)
+	}
+}
+
+func TestMemControlledDelivery(t *testing.T) {
+	n := NewNetwork()
+	aAddr := netip.MustParseAddrPort("10.0.0.1:500")
+	bAddr := netip.MustParseAddrPort("10.0.0.2:500")
+	a, b := n.Listen(aAddr), n.Listen(bAddr)
+	for _, s := range []string{"one", "two"} {
+		if err := a.Send(Packet{Data: []byte(s), Local: aAddr, Remote: bAddr}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, ok := b.TryReceive(); ok {
+		t.Fatal("delivered before the test allowed it")
+	}
+	q := n.Take()
+	// reorder and duplicate
+	n.Inject(q[1])
+	n.Inject(q[0])
+	n.Inject(q[0])
+	var got []string
+	for {
+		p, ok := b.TryReceive()
+		if !ok {
+			break
+		}
+		if p.Remote != aAddr || p.Local != bAddr {
+			t.Fatalf("addresses %v -> %v", p.Remote, p.Local)
+		}
+		got = append(got, string(p.Data))
+	}
+	if len(got) != 3 || got[0] != "two" || got[1] != "one" || got[2] != "one" {
+		t.Fatalf("got %v", got)
+	}
+	if err := a.Send(Packet{Data: []byte("x"), Local: bAddr, Remote: aAddr}); err == nil {
+		t.Fatal("sending from an address not bound must fail")
+	}
+	n.Inject(Packet{Data: []byte("x"), Local: aAddr, Remote: netip.MustParseAddrPort("10.9.9.9:500")})
+	if n.Dropped != 1 {
+		t.Fatalf("Dropped = %d", n.Dropped)
+	}
+	b.Close()
+	if _, err := b.Receive(make([]Packet, 1)); err != ErrClosed {
+		t.Fatalf("Receive after Close: %v", err)
+	}
+}

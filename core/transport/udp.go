@@ -1,0 +1,224 @@
+package transport
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+)
+
+// UDPConfig says where to listen. Zero ports mean 500 and 4500; no Addrs
+// means 0.0.0.0 and ::.
+type UDPConfig struct {
+	Addrs   []netip.Addr
+	Port    uint16 // IKE port (500)
+	NATPort uint16 // NAT-T port (4500): IKE messages carry the non-ESP marker
+	// Batch is how many datagrams one receive system call may return.
+	Batch int
+}
+
+const maxDatagram = 65535
+
+// UDP is a Conn over real sockets.
+type UDP struct {
+	socks []*udpSock
+	in    chan Packet
+	done  chan struct{}
+	once  sync.Once
+	wg    sync.WaitGroup
+	// NonIKEDrops counts datagrams on the NAT-T port that were not IKE
+	// (ESP without a marker, or too short).
+	mu          sync.Mutex
+	nonIKEDrops uint64
+}
+
+type udpSock struct {
+	conn  *net.UDPConn
+	local netip.AddrPort
+	nat   bool
+}
+
+// ListenUDP binds the IKE and NAT-T ports on each address.
+func ListenUDP(cfg UDPConfig) (*UDP, error) {
+	if cfg.Port == 0 {
+		cfg.Port = 500
+	}
+	if cfg.NATPort == 0 {
+		cfg.NATPort = 4500
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 32
+	}
+	addrs := cfg.Addrs
+	if len(addrs) == 0 {
+		addrs = []netip.Addr{netip.IPv4Unspecified(), netip.IPv6Unspecified()}
+	}
+	u := &UDP{in: make(chan Packet, 256), done: make(chan struct{})}
+	for _, a := range addrs {
+		for _, p := range []uint16{cfg.Port, cfg.NATPort} {
+			network := "udp4"
+			if a.Is6() && !a.Is4In6() {
+				network = "udp6"
+			}
+			c, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, p)))
+			if err != nil {
+				u.Close()
+				return nil, fmt.Errorf("transport: listen %s: %w", netip.AddrPortFrom(a, p), err)
+			}
+			local := c.LocalAddr().(*net.UDPAddr).AddrPort()
+			u.socks = append(u.socks, &udpSock{conn: c, local: netip.AddrPortFrom(local.Addr().Unmap(), local.Port()), nat: p == cfg.NATPort})
+		}
+	}
+	for _, s := range u.socks {
+		u.wg.Add(1)
+		go u.readLoop(s, cfg.Batch)
+	}
+	return u, nil
+}
+
+// batchReader is what ipv4.PacketConn and ipv6.PacketConn share: ReadBatch
+// uses recvmmsg on Linux.
+type batchReader interface {
+	ReadBatch(ms []ipv4.Message, flags int) (int, error)
+}
+
+func (u *UDP) readLoop(s *udpSock, batch int) {
+	defer u.wg.Done()
+	var r batchReader
+	if s.local.Addr().Is4() {
+		r = ipv4.NewPacketConn(s.conn)
+	} else {
+		r = ipv6.NewPacketConn(s.conn)
+	}
+	ms := make([]ipv4.Message, batch)
+	for i := range ms {
+		ms[i].Buffers = [][]byte{make([]byte, maxDatagram)}
+	}
+	for {
+		n, err := r.ReadBatch(ms, 0)
+		if err != nil {
+			return
+		}
+		for i := 0; i < n; i++ {
+			b := ms[i].Buffers[0][:ms[i].N]
+			if s.nat {
+				var ok bool
+				if b, ok = stripMarker(b); !ok {
+					u.mu.Lock()
+					u.nonIKEDrops++
+					u.mu.Unlock()
+					continue
+				}
+			}
+			ua, _ := ms[i].Addr.(*net.UDPAddr)
+			if ua == nil {
+				continue
+			}
+			ap := ua.AddrPort()
+			p := Packet{Data: append([]byte(nil), b...), Local: s.local,
+				Remote: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())}
+			select {
+			case u.in <- p:
+			case <-u.done:
+				return
+			}
+		}
+	}
+}
+
+func stripMarker(b []byte) ([]byte, bool) {
+	if len(b) >= 4 && b[0] == 0 && b[1] == 0 && b[2] == 0 && b[3] == 0 {
+		return b[4:], true
+	}
+	return nil, false
+}
+
+// Receive implements Conn.
+func (u *UDP) Receive(pkts []Packet) (int, error) {
+	if len(pkts) == 0 {
+		return 0, nil
+	}
+	select {
+	case p := <-u.in:
+		pkts[0] = p
+	case <-u.done:
+		return 0, ErrClosed
+	}
+	n := 1
+	for n < len(pkts) {
+		select {
+		case p := <-u.in:
+			pkts[n] = p
+			n++
+		default:
+			return n, nil
+		}
+	}
+	return n, nil
+}
+
+// Send implements Conn. The socket is the one bound to p.Local's port and
+// address family (a wildcard bind matches any address of that family).
+func (u *UDP) Send(p Packet) error {
+	s := u.pick(p.Local, p.Remote.Addr().Is4())
+	if s == nil {
+		return fmt.Errorf("transport: no socket for %s", p.Local)
+	}
+	b := p.Data
+	if s.nat {
+		b = make([]byte, 4+len(p.Data))
+		copy(b[4:], p.Data)
+	}
+	_, err := s.conn.WriteToUDPAddrPort(b, p.Remote)
+	return err
+}
+
+func (u *UDP) pick(local netip.AddrPort, v4 bool) *udpSock {
+	var wild *udpSock
+	for _, s := range u.socks {
+		if s.local.Port() != local.Port() || s.local.Addr().Is4() != v4 {
+			continue
+		}
+		if s.local.Addr() == local.Addr() {
+			return s
+		}
+		if s.local.Addr().IsUnspecified() || !local.Addr().IsValid() {
+			wild = s
+		}
+	}
+	return wild
+}
+
+// LocalAddrs implements Conn.
+func (u *UDP) LocalAddrs() []netip.AddrPort {
+	out := make([]netip.AddrPort, len(u.socks))
+	for i, s := range u.socks {
+		out[i] = s.local
+	}
+	return out
+}
+
+// NonIKEDrops is the number of datagrams dropped on the NAT-T port because
+// they carried no non-ESP marker.
+func (u *UDP) NonIKEDrops() uint64 {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.nonIKEDrops
+}
+
+// Close implements Conn.
+func (u *UDP) Close() error {
+	var errs []error
+	u.once.Do(func() {
+		close(u.done)
+		for _, s := range u.socks {
+			errs = append(errs, s.conn.Close())
+		}
+	})
+	u.wg.Wait()
+	return errors.Join(errs...)
+}
