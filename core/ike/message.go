@@ -1,10 +1,6 @@
 package ike
 
-import (
-	"errors"
-
-	"golang.org/x/crypto/cryptobyte"
-)
+import "errors"
 
 // Message is a parsed IKE message. Raw holds the exact datagram it was
 // parsed from (AUTH signs the IKE_SA_INIT messages as sent and received).
@@ -15,7 +11,8 @@ type Message struct {
 }
 
 // ParseMessage parses a whole IKE message (without the non-ESP marker).
-// SK/SKF payloads are kept encrypted; OpenMessage decrypts them.
+// SK/SKF payloads are kept encrypted; OpenMessage decrypts them. The result
+// shares no memory with b, so the caller may reuse its receive buffer.
 func ParseMessage(b []byte) (*Message, error) {
 	h, err := ParseHeader(b)
 	if err != nil {
@@ -25,7 +22,7 @@ func ParseMessage(b []byte) (*Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Message{Header: h, Payloads: ps, Raw: b}, nil
+	return &Message{Header: h, Payloads: ps, Raw: clone(b)}, nil
 }
 
 // Marshal encodes the message, setting the header's Next Payload and
@@ -70,7 +67,7 @@ func FindNotify(ps []Payload, t NotifyType) *Notify {
 // Notify returns the message's first Notify of type t, or nil.
 func (m *Message) Notify(t NotifyType) *Notify { return FindNotify(m.Payloads, t) }
 
-// IDs returns the IDi or IDr payload (nil if absent).
+// GetID returns the IDi or IDr payload (nil if absent).
 func GetID(ps []Payload, initiator bool) *Identification {
 	for _, p := range ps {
 		if id, ok := p.(*Identification); ok && id.Initiator == initiator {
@@ -98,5 +95,3 @@ func StripNonESPMarker(b []byte) (ike []byte, isIKE bool) {
 	}
 	return nil, false
 }
-
-var _ = cryptobyte.String(nil)

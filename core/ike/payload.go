@@ -28,8 +28,10 @@ func (e *UnsupportedCriticalPayloadError) Error() string {
 const genericHeaderLen = 4
 
 // WalkPayloads calls fn for each payload of the chain in b starting with
-// type first, without allocating. It checks every length.
-func WalkPayloads(first PayloadType, b []byte, fn func(t PayloadType, critical bool, body []byte) error) error {
+// type first, without allocating. It checks every length. next is the
+// payload's Next Payload field; for SK and SKF (always last) it names the
+// first payload inside.
+func WalkPayloads(first PayloadType, b []byte, fn func(t, next PayloadType, critical bool, body []byte) error) error {
 	next := first
 	for next != PayloadNone {
 		if len(b) < genericHeaderLen {
@@ -41,7 +43,7 @@ func WalkPayloads(first PayloadType, b []byte, fn func(t PayloadType, critical b
 		}
 		t, critical := next, b[1]&0x80 != 0
 		next = PayloadType(b[0])
-		if err := fn(t, critical, b[genericHeaderLen:n]); err != nil {
+		if err := fn(t, next, critical, b[genericHeaderLen:n]); err != nil {
 			return err
 		}
 		b = b[n:]
@@ -60,20 +62,18 @@ func WalkPayloads(first PayloadType, b []byte, fn func(t PayloadType, critical b
 // plaintext of an SK payload).
 func ParsePayloads(first PayloadType, b []byte) ([]Payload, error) {
 	var ps []Payload
-	var nextOfSK PayloadType
-	err := WalkPayloads(first, b, func(t PayloadType, critical bool, body []byte) error {
-		if t == PayloadSK || t == PayloadSKF {
-			// The inner first type sits in this payload's own header.
-			nextOfSK = PayloadType(b[len(b)-len(body)-genericHeaderLen])
-		}
-		p, err := parseBody(t, critical, body, nextOfSK)
+	err := WalkPayloads(first, b, func(t, next PayloadType, critical bool, body []byte) error {
+		p, err := parseBody(t, critical, body, next)
 		if err != nil {
 			return err
 		}
 		ps = append(ps, p)
 		return nil
 	})
-	return ps, err
+	if err != nil {
+		return nil, err
+	}
+	return ps, nil
 }
 
 // parseBody is the one parse switch.

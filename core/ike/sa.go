@@ -42,7 +42,13 @@ const (
 func (*SA) Type() PayloadType { return PayloadSA }
 
 func (p *SA) marshalBody(b *cryptobyte.Builder) {
+	if len(p.Proposals) == 0 {
+		b.SetError(errors.New("SA without proposals"))
+	}
 	for i, prop := range p.Proposals {
+		if len(prop.SPI) > 255 || len(prop.Transforms) > 255 {
+			b.SetError(errors.New("proposal SPI or transform count over 255"))
+		}
 		more := uint8(moreProposals)
 		if i == len(p.Proposals)-1 {
 			more = lastProposal

@@ -15,6 +15,9 @@ type KeyExchange struct {
 
 func (*KeyExchange) Type() PayloadType { return PayloadKE }
 func (p *KeyExchange) marshalBody(b *cryptobyte.Builder) {
+	if len(p.Data) == 0 {
+		b.SetError(errors.New("empty key exchange data"))
+	}
 	b.AddUint16(p.Group)
 	b.AddUint16(0)
 	b.AddBytes(p.Data)
@@ -50,6 +53,9 @@ func (p *Identification) Type() PayloadType {
 }
 
 func (p *Identification) marshalBody(b *cryptobyte.Builder) {
+	if err := checkIDLength(p.IDType, p.Data); err != nil {
+		b.SetError(err)
+	}
 	b.AddUint8(uint8(p.IDType))
 	b.AddBytes([]byte{0, 0, 0})
 	b.AddBytes(p.Data)
@@ -67,22 +73,25 @@ func (p *Identification) SignedBody() []byte {
 func parseID(s cryptobyte.String, initiator bool) (*Identification, error) {
 	p := &Identification{Initiator: initiator, Body: clone(s)}
 	var t uint8
-	if !s.Skip(0) || !s.ReadUint8(&t) || !s.Skip(3) {
+	if !s.ReadUint8(&t) || !s.Skip(3) {
 		return nil, ErrShort
 	}
 	p.IDType = IDType(t)
 	p.Data = clone(s)
-	switch p.IDType {
-	case IDIPv4:
-		if len(p.Data) != 4 {
-			return nil, fmt.Errorf("ID_IPV4_ADDR of %d bytes", len(p.Data))
-		}
-	case IDIPv6:
-		if len(p.Data) != 16 {
-			return nil, fmt.Errorf("ID_IPV6_ADDR of %d bytes", len(p.Data))
-		}
+	if err := checkIDLength(p.IDType, p.Data); err != nil {
+		return nil, err
 	}
 	return p, nil
+}
+
+func checkIDLength(t IDType, data []byte) error {
+	switch {
+	case t == IDIPv4 && len(data) != 4:
+		return fmt.Errorf("ID_IPV4_ADDR of %d bytes", len(data))
+	case t == IDIPv6 && len(data) != 16:
+		return fmt.Errorf("ID_IPV6_ADDR of %d bytes", len(data))
+	}
+	return nil
 }
 
 // Certificate is the CERT payload (§3.6).
@@ -134,6 +143,9 @@ type Authentication struct {
 
 func (*Authentication) Type() PayloadType { return PayloadAUTH }
 func (p *Authentication) marshalBody(b *cryptobyte.Builder) {
+	if len(p.Data) == 0 {
+		b.SetError(errors.New("empty authentication data"))
+	}
 	b.AddUint8(uint8(p.Method))
 	b.AddBytes([]byte{0, 0, 0})
 	b.AddBytes(p.Data)
@@ -153,12 +165,30 @@ func parseAuth(s cryptobyte.String) (*Authentication, error) {
 // Nonce is the Ni/Nr payload (§3.9): 16 to 256 bytes.
 type Nonce struct{ Data []byte }
 
-func (*Nonce) Type() PayloadType                   { return PayloadNonce }
-func (p *Nonce) marshalBody(b *cryptobyte.Builder) { b.AddBytes(p.Data) }
+func (*Nonce) Type() PayloadType { return PayloadNonce }
+func (p *Nonce) marshalBody(b *cryptobyte.Builder) {
+	if err := checkNonceLength(len(p.Data)); err != nil {
+		b.SetError(err)
+	}
+	b.AddBytes(p.Data)
+}
+
+// Nonce lengths allowed by RFC 7296 §3.9.
+const (
+	MinNonceLen = 16
+	MaxNonceLen = 256
+)
+
+func checkNonceLength(n int) error {
+	if n < MinNonceLen || n > MaxNonceLen {
+		return fmt.Errorf("nonce of %d bytes (want %d-%d)", n, MinNonceLen, MaxNonceLen)
+	}
+	return nil
+}
 
 func parseNonce(s cryptobyte.String) (*Nonce, error) {
-	if len(s) < 16 || len(s) > 256 {
-		return nil, fmt.Errorf("nonce of %d bytes (want 16-256)", len(s))
+	if err := checkNonceLength(len(s)); err != nil {
+		return nil, err
 	}
 	return &Nonce{Data: clone(s)}, nil
 }
@@ -173,6 +203,9 @@ type Notify struct {
 
 func (*Notify) Type() PayloadType { return PayloadNotify }
 func (p *Notify) marshalBody(b *cryptobyte.Builder) {
+	if len(p.SPI) > 255 {
+		b.SetError(errors.New("notify SPI longer than 255 bytes"))
+	}
 	b.AddUint8(uint8(p.Protocol))
 	b.AddUint8(uint8(len(p.SPI)))
 	b.AddUint16(uint16(p.NotifyType))
@@ -199,6 +232,8 @@ func parseNotify(s cryptobyte.String) (*Notify, error) {
 }
 
 // Delete is the Delete payload (§3.11). An IKE SA delete has no SPIs.
+// SPISize is needed only when SPIs is empty (it is taken from the SPIs
+// otherwise).
 type Delete struct {
 	Protocol ProtocolID
 	SPISize  uint8
@@ -210,6 +245,17 @@ func (p *Delete) marshalBody(b *cryptobyte.Builder) {
 	size := p.SPISize
 	if size == 0 && len(p.SPIs) > 0 {
 		size = uint8(len(p.SPIs[0]))
+	}
+	if len(p.SPIs) > 0xffff {
+		b.SetError(errors.New("too many SPIs in a delete"))
+	}
+	if p.Protocol == ProtoIKE && (size != 0 || len(p.SPIs) != 0) {
+		b.SetError(errors.New("IKE SA delete with SPIs"))
+	}
+	for _, spi := range p.SPIs {
+		if len(spi) != int(size) {
+			b.SetError(errors.New("delete SPIs of different sizes"))
+		}
 	}
 	b.AddUint8(uint8(p.Protocol))
 	b.AddUint8(size)
@@ -258,8 +304,9 @@ type UnknownPayload struct {
 func (p *UnknownPayload) Type() PayloadType                 { return p.PayloadType }
 func (p *UnknownPayload) marshalBody(b *cryptobyte.Builder) { b.AddBytes(p.Body) }
 
-// EAP is the EAP payload (§3.16): Data is the whole EAP message, whose own
-// length field must match.
+// EAP is the EAP payload (§3.16): Data is the whole EAP message (RFC 3748
+// header included), whose own length field must match. Code and Identifier
+// mirror its header; a payload built with empty Data is just that header.
 type EAP struct {
 	Code, Identifier uint8
 	Data             []byte
@@ -267,13 +314,17 @@ type EAP struct {
 
 func (*EAP) Type() PayloadType { return PayloadEAP }
 func (p *EAP) marshalBody(b *cryptobyte.Builder) {
-	if len(p.Data) >= 4 {
-		b.AddBytes(p.Data)
+	if len(p.Data) == 0 {
+		b.AddUint8(p.Code)
+		b.AddUint8(p.Identifier)
+		b.AddUint16(4)
 		return
 	}
-	b.AddUint8(p.Code)
-	b.AddUint8(p.Identifier)
-	b.AddUint16(4)
+	if len(p.Data) < 4 || int(p.Data[2])<<8|int(p.Data[3]) != len(p.Data) ||
+		p.Data[0] != p.Code || p.Data[1] != p.Identifier {
+		b.SetError(errors.New("EAP data is not an EAP packet matching Code and Identifier"))
+	}
+	b.AddBytes(p.Data)
 }
 
 func parseEAP(s cryptobyte.String) (*EAP, error) {

@@ -98,7 +98,10 @@ func OpenMessage(m *Message, c SKCipher) ([]Payload, error) {
 	if !ok {
 		return nil, errors.New("ike: no SK payload")
 	}
-	aad := m.Raw[:len(m.Raw)-len(sk.Data)]
+	aad, err := sealedAAD(m, sk.Data)
+	if err != nil {
+		return nil, err
+	}
 	plain, err := c.Open(nil, aad, sk.Data)
 	if err != nil {
 		return nil, err
@@ -106,6 +109,15 @@ func OpenMessage(m *Message, c SKCipher) ([]Payload, error) {
 	ps, err := ParsePayloads(sk.NextPayload, plain)
 	clear(plain)
 	return ps, err
+}
+
+// sealedAAD returns the bytes of m before its SK/SKF payload's data: the
+// IKE header through the SK/SKF payload header, as received.
+func sealedAAD(m *Message, data []byte) ([]byte, error) {
+	if len(m.Raw) < HeaderLen+len(data) {
+		return nil, errors.New("ike: message has no raw bytes to authenticate (not from ParseMessage)")
+	}
+	return m.Raw[:len(m.Raw)-len(data)], nil
 }
 
 // SealFragments splits inner into SKF fragments (RFC 7383) so that each
@@ -168,6 +180,7 @@ const (
 type Reassembler struct {
 	msgID  uint32
 	active bool
+	done   bool // msgID was reassembled; later fragments of it are dropped
 	total  uint16
 	first  PayloadType
 	parts  [][]byte
@@ -192,10 +205,15 @@ func (r *Reassembler) Add(m *Message, c SKCipher) (inner []Payload, done bool, e
 	switch {
 	case r.active && id < r.msgID:
 		return nil, false, errors.New("ike: fragment of an older message")
+	case r.active && id == r.msgID && r.done:
+		return nil, false, nil // retransmitted fragment of a message already delivered
 	case r.active && id == r.msgID && f.Total < r.total:
 		return nil, false, errors.New("ike: fragment with a smaller total than seen before")
 	}
-	aad := m.Raw[:len(m.Raw)-len(f.Data)]
+	aad, err := sealedAAD(m, f.Data)
+	if err != nil {
+		return nil, false, err
+	}
 	plain, err := c.Open(nil, aad, f.Data)
 	if err != nil {
 		return nil, false, err
@@ -229,9 +247,7 @@ func (r *Reassembler) Add(m *Message, c SKCipher) (inner []Payload, done bool, e
 	}
 	first := r.first
 	r.reset()
-	r.active, r.msgID = true, id
-	r.total = 0xffff // late duplicates of a finished message are ignored
-	r.parts = nil
+	r.active, r.done, r.msgID = true, true, id
 	inner, err = ParsePayloads(first, all)
 	clear(all)
 	return inner, err == nil, err

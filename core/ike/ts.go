@@ -31,6 +31,9 @@ func (p *TrafficSelectors) Type() PayloadType {
 }
 
 func (p *TrafficSelectors) marshalBody(b *cryptobyte.Builder) {
+	if len(p.Selectors) == 0 || len(p.Selectors) > 255 {
+		b.SetError(fmt.Errorf("%d traffic selectors (want 1-255)", len(p.Selectors)))
+	}
 	b.AddUint8(uint8(len(p.Selectors)))
 	b.AddBytes([]byte{0, 0, 0})
 	for _, ts := range p.Selectors {
@@ -40,6 +43,13 @@ func (p *TrafficSelectors) marshalBody(b *cryptobyte.Builder) {
 			if ts.Start.Is6() {
 				typ = TSIPv6AddrRange
 			}
+		}
+		want4 := typ == TSIPv4AddrRange
+		if (typ != TSIPv4AddrRange && typ != TSIPv6AddrRange) ||
+			!ts.Start.IsValid() || !ts.End.IsValid() ||
+			ts.Start.Is4() != want4 || ts.End.Is4() != want4 {
+			b.SetError(fmt.Errorf("traffic selector type %d with addresses %v-%v", typ, ts.Start, ts.End))
+			return
 		}
 		b.AddUint8(typ)
 		b.AddUint8(ts.Protocol)
@@ -112,6 +122,9 @@ func (p *Configuration) marshalBody(b *cryptobyte.Builder) {
 	b.AddUint8(uint8(p.CfgType))
 	b.AddBytes([]byte{0, 0, 0})
 	for _, a := range p.Attributes {
+		if len(a.Value) > 0xffff {
+			b.SetError(errors.New("configuration attribute too long"))
+		}
 		b.AddUint16(a.Type & 0x7fff)
 		b.AddUint16(uint16(len(a.Value)))
 		b.AddBytes(a.Value)

@@ -152,6 +152,13 @@ const (
 	CertRawPublicKey  CertEncoding = 15 // RFC 7670
 )
 
+func (e CertEncoding) String() string {
+	return name(map[CertEncoding]string{1: "PKCS7_X509", 2: "PGP", 3: "DNS_SIGNED_KEY",
+		CertX509Signature: "X509_SIGNATURE", 6: "KERBEROS_TOKEN", CertCRL: "CRL", 8: "ARL",
+		9: "SPKI", 10: "X509_ATTRIBUTE", 11: "RAW_RSA_KEY", CertHashURL: "HASH_URL_X509_CERT",
+		13: "HASH_URL_X509_BUNDLE", 14: "OCSP_CONTENT", CertRawPublicKey: "RAW_PUBLIC_KEY"}, e, "CERT")
+}
+
 // Configuration payload types and attributes (§3.15).
 type CfgType uint8
 
@@ -161,6 +168,21 @@ const (
 	CfgSet     CfgType = 3
 	CfgAck     CfgType = 4
 )
+
+func (t CfgType) String() string {
+	return name(map[CfgType]string{CfgRequest: "CFG_REQUEST", CfgReply: "CFG_REPLY",
+		CfgSet: "CFG_SET", CfgAck: "CFG_ACK"}, t, "CFG")
+}
+
+// CPAttributeName names a configuration attribute type (§3.15.1).
+func CPAttributeName(t uint16) string {
+	return name(map[uint16]string{CfgInternalIP4Address: "INTERNAL_IP4_ADDRESS",
+		CfgInternalIP4Netmask: "INTERNAL_IP4_NETMASK", CfgInternalIP4DNS: "INTERNAL_IP4_DNS",
+		4: "INTERNAL_IP4_NBNS", 6: "INTERNAL_IP4_DHCP", 7: "APPLICATION_VERSION",
+		CfgInternalIP6Address: "INTERNAL_IP6_ADDRESS", CfgInternalIP6DNS: "INTERNAL_IP6_DNS",
+		12: "INTERNAL_IP6_DHCP", CfgInternalIP4Subnet: "INTERNAL_IP4_SUBNET",
+		14: "SUPPORTED_ATTRIBUTES", CfgInternalIP6Subnet: "INTERNAL_IP6_SUBNET"}, t&0x7fff, "CP_ATTR")
+}
 
 const (
 	CfgInternalIP4Address uint16 = 1
@@ -177,6 +199,28 @@ const (
 	TSIPv4AddrRange uint8 = 7
 	TSIPv6AddrRange uint8 = 8
 )
+
+// TSTypeName names a traffic selector type.
+func TSTypeName(t uint8) string {
+	return name(map[uint8]string{TSIPv4AddrRange: "TS_IPV4_ADDR_RANGE",
+		TSIPv6AddrRange: "TS_IPV6_ADDR_RANGE"}, t, "TS")
+}
+
+func (f Flags) String() string {
+	s := ""
+	for _, n := range []struct {
+		f    Flags
+		name string
+	}{{FlagInitiator, "I"}, {FlagVersion, "V"}, {FlagResponse, "R"}} {
+		if f&n.f != 0 {
+			s += n.name
+		}
+	}
+	if rest := f &^ (FlagInitiator | FlagVersion | FlagResponse); rest != 0 {
+		s += fmt.Sprintf("+0x%02x", uint8(rest))
+	}
+	return "[" + s + "]"
+}
 
 func name[K ~uint8 | ~uint16](m map[K]string, k K, prefix string) string {
 	if s, ok := m[k]; ok {
