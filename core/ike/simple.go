@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
@@ -55,6 +56,12 @@ func (p *Identification) Type() PayloadType {
 func (p *Identification) marshalBody(b *cryptobyte.Builder) {
 	if err := checkIDLength(p.IDType, p.Data); err != nil {
 		b.SetError(err)
+	}
+	// A received ID is sent on (e.g. by a test peer or a proxy) exactly as
+	// it came, reserved bytes included, when it still matches the fields.
+	if len(p.Body) >= 4 && p.Body[0] == byte(p.IDType) && bytes.Equal(p.Body[4:], p.Data) {
+		b.AddBytes(p.Body)
+		return
 	}
 	b.AddUint8(uint8(p.IDType))
 	b.AddBytes([]byte{0, 0, 0})
