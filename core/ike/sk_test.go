@@ -11,7 +11,7 @@ import (
 func testCiphers() map[string]SKCipher {
 	key := bytes.Repeat([]byte{7}, 32)
 	return map[string]SKCipher{
-		"aes-gcm-16": NewGCMCipher(append(bytes.Repeat([]byte{3}, 32), 1, 2, 3, 4)),
+		"aes-gcm-16":            NewGCMCipher(append(bytes.Repeat([]byte{3}, 32), 1, 2, 3, 4)),
 		"aes-cbc+hmac-sha2-256": NewCBCHMACCipher(key, bytes.Repeat([]byte{9}, 32)),
 	}
 }
