@@ -18,6 +18,7 @@ all: build
 build:
 	@mkdir -p $(BIN)
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
+	$(GO) build -o $(BIN)/ ./examples/plugins/keystore-env
 
 test: build
 	$(GO) test $(TESTFLAGS) ./...
@@ -41,6 +42,15 @@ fuzz:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./core/...
+
+# Regenerates sdk/proto/*.pb.go with pinned generators (protoc from Debian's
+# protobuf-compiler).
+proto:
+	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+	$(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1
+	PATH="$$($(GO) env GOPATH)/bin:$$PATH" protoc -I sdk/proto \
+	  --go_out=sdk/proto --go_opt=paths=source_relative \
+	  --go-grpc_out=sdk/proto --go-grpc_opt=paths=source_relative sdk/proto/*.proto
 
 clean:
 	rm -rf $(BIN)

@@ -1,0 +1,81 @@
+package pluginhost
+
+import (
+	"context"
+	"crypto"
+	"io"
+	"time"
+
+	"github.com/veil-ipsec/veil/sdk/base"
+	"github.com/veil-ipsec/veil/sdk/keystore"
+)
+
+// keyStore adapts a keystore plugin to provider.KeyStore.
+type keyStore struct {
+	inst *instance
+}
+
+func (k *keyStore) client() (*keystore.Client, error) {
+	kc, err := k.inst.current()
+	if err != nil {
+		return nil, err
+	}
+	return kc.(*keystore.Client), nil
+}
+
+func (k *keyStore) Secret(ctx context.Context, ref string) ([]byte, error) {
+	start := time.Now()
+	c, err := k.client()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := k.inst.h.callContext(ctx)
+	defer cancel()
+	s, err := c.Secret(ctx, ref)
+	if err != nil {
+		return nil, callError(base.KindKeystore, k.inst.name, "secret "+ref, start, err)
+	}
+	return s, nil
+}
+
+// Signer fetches the public key now; each Sign goes to the plugin over its
+// multiplexed stream, so the private key stays in the plugin.
+func (k *keyStore) Signer(ctx context.Context, ref string) (crypto.Signer, error) {
+	start := time.Now()
+	c, err := k.client()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := k.inst.h.callContext(ctx)
+	defer cancel()
+	pub, err := c.Public(ctx, ref)
+	if err != nil {
+		return nil, callError(base.KindKeystore, k.inst.name, "public key "+ref, start, err)
+	}
+	return &remoteSigner{ks: k, ref: ref, pub: pub}, nil
+}
+
+// remoteSigner is a crypto.Signer whose private key lives in a plugin.
+// crypto.Signer has no context: each Sign gets the host's call timeout.
+type remoteSigner struct {
+	ks  *keyStore
+	ref string
+	pub crypto.PublicKey
+}
+
+func (s *remoteSigner) Public() crypto.PublicKey { return s.pub }
+
+func (s *remoteSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	start := time.Now()
+	c, err := s.ks.client()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.ks.inst.h.callContext(context.Background())
+	defer cancel()
+	sig, err := c.Sign(ctx, s.ref, digest, keystore.OptionsFrom(opts))
+	if err != nil {
+		return nil, callError(base.KindKeystore, s.ks.inst.name, "sign with "+s.ref, start, err)
+	}
+	return sig, nil
+}
