@@ -1,0 +1,196 @@
+package ikesa
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+
+	"github.com/veil-ipsec/veil/core/ike"
+	"github.com/veil-ipsec/veil/core/provider"
+)
+
+// authState is the initiator's IKE_AUTH in progress.
+type authState struct {
+	child *ChildSA
+}
+
+// signedOctets builds RFC 7296 §2.15's octets for the side that sent msg:
+// its IKE_SA_INIT message | the other side's nonce | prf(SK_px, ID').
+func (sa *SA) signedOctets(initiatorSide bool, idBody []byte) []byte {
+	msg, nonce, skp := sa.initI, sa.nr, sa.keys.SKpi
+	if !initiatorSide {
+		msg, nonce, skp = sa.initR, sa.ni, sa.keys.SKpr
+	}
+	mac := sa.Suite.ComputePRF(skp, idBody)
+	out := make([]byte, 0, len(msg)+len(nonce)+len(mac))
+	return append(append(append(out, msg...), nonce...), mac...)
+}
+
+func (sa *SA) authRequest(role provider.Role, local, remote provider.Identity, octets []byte) *provider.AuthRequest {
+	return &provider.AuthRequest{Connection: sa.Conn.Name, Role: role, LocalID: local, RemoteID: remote,
+		PRF: sa.Suite.PRF, SignedOctets: octets, SignatureHashes: sa.peerSigHashes}
+}
+
+func idPayload(initiator bool, id provider.Identity) *ike.Identification {
+	return &ike.Identification{Initiator: initiator, IDType: ike.IDType(id.Type), Data: id.Data}
+}
+
+// startAuth sends the IKE_AUTH request with the first Child SA.
+func (sa *SA) startAuth(childName string) {
+	local, remote := sa.Conn.Local, sa.Conn.Remote
+	idi := idPayload(true, local.ID)
+	auth, ok := sa.env.Auth[local.Method]
+	if !ok {
+		sa.fail("auth", fmt.Sprintf("no authenticator for method %q", local.Method))
+		return
+	}
+	role := provider.Initiator
+	res, err := auth.Make(ctx(), sa.authRequest(role, local.ID, remote.ID, sa.signedOctets(true, idi.SignedBody())))
+	if err != nil {
+		sa.fail("auth", fmt.Sprintf("making our AUTH failed: %v", err))
+		return
+	}
+	ps := []ike.Payload{idi}
+	for _, c := range res.Certs {
+		ps = append(ps, &ike.Certificate{Encoding: 4, Data: c})
+	}
+	if len(remote.ID.Data) > 0 {
+		ps = append(ps, idPayload(false, remote.ID))
+	}
+	ps = append(ps, &ike.Authentication{Method: ike.AuthMethod(res.Method), Data: res.Data})
+	ps = append(ps, &ike.Notify{NotifyType: ike.NotifyInitialContact})
+	sa.authEx = &authState{}
+	if cfg := sa.childConfig(childName); cfg != nil {
+		c, cps, err := sa.childRequest(cfg, nil)
+		if err != nil {
+			sa.fail("dataplane", fmt.Sprintf("allocating an SPI failed: %v", err))
+			return
+		}
+		sa.authEx.child = c
+		ps = append(ps, cps...)
+	}
+	sa.queueRequest(&request{exchange: ike.IKE_AUTH, payloads: ps, onResponse: sa.handleAuthResponse})
+}
+
+func (sa *SA) childConfig(name string) *Child {
+	for i := range sa.Conn.Children {
+		if name == "" || sa.Conn.Children[i].Name == name {
+			return &sa.Conn.Children[i]
+		}
+	}
+	return nil
+}
+
+// verifyPeer checks the peer's ID and AUTH.
+func (sa *SA) verifyPeer(ps []ike.Payload, peerIsInitiator bool) (class, reason string) {
+	id := ike.GetID(ps, peerIsInitiator)
+	a := ike.Get[*ike.Authentication](ps)
+	if id == nil || a == nil {
+		return "malformed", "peer's IKE_AUTH lacks ID or AUTH"
+	}
+	want := sa.Conn.Remote.ID
+	if len(want.Data) > 0 && (uint8(id.IDType) != want.Type || !bytes.Equal(id.Data, want.Data)) {
+		return "auth", fmt.Sprintf("peer identity %s %q does not match the configured remote identity %q", id.IDType, id.Data, want.Data)
+	}
+	auth, ok := sa.env.Auth[sa.Conn.Remote.Method]
+	if !ok {
+		return "auth", fmt.Sprintf("no authenticator for method %q", sa.Conn.Remote.Method)
+	}
+	role := provider.Responder
+	if peerIsInitiator {
+		role = provider.Initiator
+	}
+	req := sa.authRequest(role, sa.Conn.Local.ID, provider.Identity{Type: uint8(id.IDType), Data: id.Data},
+		sa.signedOctets(peerIsInitiator, id.SignedBody()))
+	req.Method, req.Data = uint8(a.Method), a.Data
+	for _, p := range ps {
+		if c, ok := p.(*ike.Certificate); ok {
+			req.Certs = append(req.Certs, c.Data)
+		}
+	}
+	if err := auth.Verify(ctx(), req); err != nil {
+		return "auth", fmt.Sprintf("peer's AUTH (%s) did not verify: %v", a.Method, err)
+	}
+	return "", ""
+}
+
+func (sa *SA) handleAuthResponse(ps []ike.Payload) error {
+	ex := sa.authEx
+	sa.authEx = nil
+	if n := ike.FindNotify(ps, ike.NotifyAuthenticationFailed); n != nil {
+		if ex.child != nil {
+			ex.child.uninstall(sa.env)
+		}
+		sa.fail("auth", "peer rejected our authentication (AUTHENTICATION_FAILED); check both sides' identities and secrets")
+		return errFatal
+	}
+	if class, reason := sa.verifyPeer(ps, false); class != "" {
+		if ex.child != nil {
+			ex.child.uninstall(sa.env)
+		}
+		// The IKE SA is not established from our side: tell the peer.
+		sa.queueRequest(&request{exchange: ike.INFORMATIONAL, payloads: []ike.Payload{&ike.Delete{Protocol: ike.ProtoIKE}},
+			onResponse: func([]ike.Payload) error { return nil }})
+		sa.fail(class, reason)
+		return errFatal
+	}
+	sa.established()
+	if ex.child != nil {
+		sa.finishChildRequest(ex.child, ps, nil)
+	}
+	return nil
+}
+
+func (sa *SA) established() {
+	sa.State = StateEstablished
+	sa.Established = sa.env.Now()
+	sa.env.Stats.Handshakes["ok"]++
+	sa.armDPD()
+	sa.logger().Info("IKE SA established", "proposal", sa.Suite.String(), "remote", sa.Remote)
+	sa.event(EventUp, "", "", "")
+}
+
+func (sa *SA) handleAuthRequest(id uint32, ps []ike.Payload) {
+	if sa.State != StateConnecting {
+		sa.respond(ike.IKE_AUTH, id, []ike.Payload{&ike.Notify{NotifyType: ike.NotifyInvalidSyntax}})
+		return
+	}
+	if class, reason := sa.verifyPeer(ps, true); class != "" {
+		sa.respond(ike.IKE_AUTH, id, []ike.Payload{&ike.Notify{NotifyType: ike.NotifyAuthenticationFailed}})
+		sa.fail(class, reason)
+		return
+	}
+	local, remote := sa.Conn.Local, sa.Conn.Remote
+	peerID := ike.GetID(ps, true)
+	idr := idPayload(false, local.ID)
+	auth, ok := sa.env.Auth[local.Method]
+	if !ok {
+		sa.respond(ike.IKE_AUTH, id, []ike.Payload{&ike.Notify{NotifyType: ike.NotifyAuthenticationFailed}})
+		sa.fail("auth", fmt.Sprintf("no authenticator for method %q", local.Method))
+		return
+	}
+	res, err := auth.Make(ctx(), sa.authRequest(provider.Responder, local.ID,
+		provider.Identity{Type: uint8(peerID.IDType), Data: slices.Clone(peerID.Data)}, sa.signedOctets(false, idr.SignedBody())))
+	if err != nil {
+		sa.respond(ike.IKE_AUTH, id, []ike.Payload{&ike.Notify{NotifyType: ike.NotifyAuthenticationFailed}})
+		sa.fail("auth", fmt.Sprintf("making our AUTH failed: %v", err))
+		return
+	}
+	_ = remote
+	out := []ike.Payload{idr}
+	for _, c := range res.Certs {
+		out = append(out, &ike.Certificate{Encoding: 4, Data: c})
+	}
+	out = append(out, &ike.Authentication{Method: ike.AuthMethod(res.Method), Data: res.Data})
+	var child *ChildSA
+	if ike.Get[*ike.SA](ps) != nil {
+		var cps []ike.Payload
+		child, cps = sa.childRespond(ps, nil)
+		out = append(out, cps...)
+	}
+	sa.respond(ike.IKE_AUTH, id, out)
+	sa.established()
+	if child != nil {
+		sa.childUp(child)
+	}
+}

@@ -1,0 +1,381 @@
+package ikesa
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/veil-ipsec/veil/core/ike"
+	"github.com/veil-ipsec/veil/core/provider"
+	"github.com/veil-ipsec/veil/core/transform"
+	"github.com/veil-ipsec/veil/core/ts"
+)
+
+// ChildState of a Child SA.
+type ChildState uint8
+
+const (
+	ChildCreating ChildState = iota + 1
+	ChildInstalled
+	ChildRekeying
+	ChildDeleting
+	ChildDeleted
+	ChildFailed
+)
+
+func (s ChildState) String() string {
+	return [...]string{"", "CREATING", "INSTALLED", "REKEYING", "DELETING", "DELETED", "FAILED"}[s]
+}
+
+// ChildSA is one negotiated pair of ESP SAs with their policies.
+type ChildSA struct {
+	Config        *Child
+	ReqID         uint32
+	State         ChildState
+	Mode          provider.Mode
+	Suite         transform.Suite
+	SPIIn, SPIOut uint32
+	LocalTS       []provider.TrafficSelector
+	RemoteTS      []provider.TrafficSelector
+	Established   time.Time
+
+	installedIn, installedOut bool
+	policies                  []*provider.Policy
+	rekeyAt, expireAt         time.Time
+	// initiator side, while the request is out
+	proposedTSi, proposedTSr []provider.TrafficSelector
+	// nonces of the CREATE_CHILD_SA exchange (nil: the IKE SA's, for the
+	// child made with IKE_AUTH)
+	ni, nr        []byte
+	inDst, outDst netip.Addr
+}
+
+func resolveAll(list []provider.TrafficSelector, addr netip.Addr) []provider.TrafficSelector {
+	out := make([]provider.TrafficSelector, len(list))
+	for i, t := range list {
+		out[i] = ts.Resolve(t, addr)
+	}
+	return out
+}
+
+func toWireTS(initiator bool, list []provider.TrafficSelector) *ike.TrafficSelectors {
+	p := &ike.TrafficSelectors{Initiator: initiator}
+	for _, t := range list {
+		p.Selectors = append(p.Selectors, ike.TrafficSelector{Protocol: t.Protocol, StartPort: t.StartPort, EndPort: t.EndPort, Start: t.Start, End: t.End})
+	}
+	return p
+}
+
+func fromWireTS(p *ike.TrafficSelectors) []provider.TrafficSelector {
+	if p == nil {
+		return nil
+	}
+	out := make([]provider.TrafficSelector, 0, len(p.Selectors))
+	for _, t := range p.Selectors {
+		out = append(out, provider.TrafficSelector{Start: t.Start, End: t.End, Protocol: t.Protocol, StartPort: t.StartPort, EndPort: t.EndPort})
+	}
+	return out
+}
+
+// childRequest allocates our inbound SPI and builds SA, TSi, TSr (and
+// USE_TRANSPORT_MODE) for cfg.
+func (sa *SA) childRequest(cfg *Child, rekey *ChildSA) (*ChildSA, []ike.Payload, error) {
+	spi, err := sa.env.Dataplane.AllocateSPI(ctx(), sa.Remote.Addr(), sa.Local.Addr())
+	if err != nil {
+		return nil, nil, err
+	}
+	c := &ChildSA{Config: cfg, State: ChildCreating, Mode: cfg.Mode, SPIIn: spi}
+	if rekey != nil {
+		c.ReqID = rekey.ReqID
+	} else {
+		c.ReqID = sa.env.NextReqID()
+	}
+	c.proposedTSi = resolveAll(cfg.LocalTS, sa.Local.Addr())
+	c.proposedTSr = resolveAll(cfg.RemoteTS, sa.Remote.Addr())
+	sap := &ike.SA{}
+	for i, p := range cfg.ESPProposals {
+		sap.Proposals = append(sap.Proposals, p.ToWire(uint8(i+1), spiBytes(spi)))
+	}
+	var ps []ike.Payload
+	if cfg.Mode == provider.Transport {
+		ps = append(ps, &ike.Notify{NotifyType: ike.NotifyUseTransportMode})
+	}
+	ps = append(ps, sap, toWireTS(true, c.proposedTSi), toWireTS(false, c.proposedTSr))
+	return c, ps, nil
+}
+
+// finishChildRequest completes a Child SA we asked for from the response.
+// shared is the PFS secret (nil without).
+func (sa *SA) finishChildRequest(c *ChildSA, ps []ike.Payload, shared []byte) bool {
+	fail := func(class, reason string) bool {
+		c.uninstall(sa.env)
+		c.State = ChildFailed
+		sa.LastFailure = reason
+		sa.logger().Info("Child SA failed", "child", c.Config.Name, "reason", reason)
+		sa.event(EventChildFailed, c.Config.Name, class, reason)
+		return false
+	}
+	for _, p := range ps {
+		if n, ok := p.(*ike.Notify); ok && n.NotifyType.IsError() {
+			switch n.NotifyType {
+			case ike.NotifyTsUnacceptable:
+				return fail("ts", fmt.Sprintf("peer accepted none of our traffic selectors (ours: local %s, remote %s)",
+					ts.FormatList(c.proposedTSi), ts.FormatList(c.proposedTSr)))
+			case ike.NotifyNoProposalChosen:
+				reason := fmt.Sprintf("peer accepted none of our ESP proposals (ours: %s)", proposalList(c.Config.ESPProposals))
+				if c.Mode == provider.Transport {
+					reason += "; or the peer requires a different mode than transport"
+				}
+				return fail("proposal", reason)
+			default:
+				return fail("peer-error", fmt.Sprintf("peer refused the Child SA: %s", n.NotifyType))
+			}
+		}
+	}
+	sap := ike.Get[*ike.SA](ps)
+	tsi, tsr := ike.GetTS(ps, true), ike.GetTS(ps, false)
+	if sap == nil || tsi == nil || tsr == nil || len(sap.Proposals) != 1 {
+		return fail("malformed", "peer's Child SA response lacks SA or traffic selectors")
+	}
+	suite, _, err := transform.Select(c.Config.ESPProposals, sap.Proposals, true)
+	if err != nil {
+		return fail("proposal", fmt.Sprintf("peer chose an ESP proposal we did not offer: %v", err))
+	}
+	spiOut, ok := spi32(sap.Proposals[0].SPI)
+	if !ok {
+		return fail("malformed", "peer's ESP SPI is not 4 bytes")
+	}
+	lts, rts := fromWireTS(tsi), fromWireTS(tsr)
+	if !subsetOf(lts, c.proposedTSi) || !subsetOf(rts, c.proposedTSr) {
+		return fail("ts", fmt.Sprintf("peer's traffic selectors (local %s, remote %s) are not within ours (local %s, remote %s)",
+			ts.FormatList(lts), ts.FormatList(rts), ts.FormatList(c.proposedTSi), ts.FormatList(c.proposedTSr)))
+	}
+	transport := ike.FindNotify(ps, ike.NotifyUseTransportMode) != nil
+	if c.Mode == provider.Transport && !transport {
+		// Never fall back silently: tell the peer to drop its half.
+		c.Suite, c.SPIOut = suite, spiOut
+		sa.queueDeleteChildSPIs([]uint32{c.SPIIn})
+		return fail("mode", fmt.Sprintf("child %q requires transport mode and the peer answered with tunnel mode", c.Config.Name))
+	}
+	c.Suite, c.SPIOut, c.LocalTS, c.RemoteTS = suite, spiOut, lts, rts
+	if err := sa.installChild(c, shared); err != nil {
+		return fail("dataplane", fmt.Sprintf("installing the Child SA failed: %v", err))
+	}
+	sa.childUp(c)
+	return true
+}
+
+func subsetOf(got, offered []provider.TrafficSelector) bool {
+	for _, g := range got {
+		ok := false
+		for _, o := range offered {
+			if ts.Contains(o, g) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return len(got) > 0
+}
+
+// childRespond answers a Child SA request (in IKE_AUTH or CREATE_CHILD_SA).
+// It returns the installed child (nil on refusal) and the payloads.
+func (sa *SA) childRespond(ps []ike.Payload, shared []byte) (*ChildSA, []ike.Payload) {
+	refuse := func(n ike.NotifyType, class, reason string) (*ChildSA, []ike.Payload) {
+		sa.LastFailure = reason
+		sa.logger().Info("refusing Child SA", "reason", reason)
+		sa.event(EventChildFailed, "", class, reason)
+		return nil, []ike.Payload{&ike.Notify{NotifyType: n}}
+	}
+	sap := ike.Get[*ike.SA](ps)
+	tsi, tsr := fromWireTS(ike.GetTS(ps, true)), fromWireTS(ike.GetTS(ps, false))
+	if sap == nil || len(tsi) == 0 || len(tsr) == 0 {
+		return refuse(ike.NotifyInvalidSyntax, "malformed", "Child SA request lacks SA or traffic selectors")
+	}
+	var cfg *Child
+	var lts, rts []provider.TrafficSelector
+	for i := range sa.Conn.Children {
+		cc := &sa.Conn.Children[i]
+		r := ts.Narrow(resolveAll(cc.RemoteTS, sa.Remote.Addr()), tsi)
+		l := ts.Narrow(resolveAll(cc.LocalTS, sa.Local.Addr()), tsr)
+		if len(r) > 0 && len(l) > 0 {
+			cfg, lts, rts = cc, l, r
+			break
+		}
+	}
+	if cfg == nil {
+		var ours []string
+		for _, cc := range sa.Conn.Children {
+			ours = append(ours, fmt.Sprintf("%s: local %s, remote %s", cc.Name,
+				ts.FormatList(resolveAll(cc.LocalTS, sa.Local.Addr())), ts.FormatList(resolveAll(cc.RemoteTS, sa.Remote.Addr()))))
+		}
+		return refuse(ike.NotifyTsUnacceptable, "ts", fmt.Sprintf("no child matches the peer's traffic selectors (peer: initiator %s, responder %s; ours: %v)",
+			ts.FormatList(tsi), ts.FormatList(tsr), ours))
+	}
+	transport := ike.FindNotify(ps, ike.NotifyUseTransportMode) != nil
+	if cfg.Mode == provider.Transport && !transport {
+		return refuse(ike.NotifyNoProposalChosen, "mode", fmt.Sprintf("child %q requires transport mode and the peer asked for tunnel mode", cfg.Name))
+	}
+	mode := provider.Tunnel
+	if cfg.Mode == provider.Transport && transport {
+		mode = provider.Transport
+	}
+	suite, num, err := transform.Select(cfg.ESPProposals, sap.Proposals, false)
+	if err != nil {
+		return refuse(ike.NotifyNoProposalChosen, "proposal", fmt.Sprintf("no ESP proposal in common for child %q: %v", cfg.Name, err))
+	}
+	var peerSPI []byte
+	for _, p := range sap.Proposals {
+		if p.Number == num {
+			peerSPI = p.SPI
+			break
+		}
+	}
+	spiOut, ok := spi32(peerSPI)
+	if !ok {
+		return refuse(ike.NotifyInvalidSyntax, "malformed", "peer's ESP SPI is not 4 bytes")
+	}
+	spiIn, err := sa.env.Dataplane.AllocateSPI(ctx(), sa.Remote.Addr(), sa.Local.Addr())
+	if err != nil {
+		return refuse(ike.NotifyTemporaryFailure, "dataplane", fmt.Sprintf("allocating an SPI failed: %v", err))
+	}
+	c := &ChildSA{Config: cfg, ReqID: sa.env.NextReqID(), State: ChildCreating, Mode: mode, Suite: suite,
+		SPIIn: spiIn, SPIOut: spiOut, LocalTS: lts, RemoteTS: rts}
+	if err := sa.installChild(c, shared); err != nil {
+		c.uninstall(sa.env)
+		return refuse(ike.NotifyTemporaryFailure, "dataplane", fmt.Sprintf("installing the Child SA failed: %v", err))
+	}
+	out := []ike.Payload{}
+	if mode == provider.Transport {
+		out = append(out, &ike.Notify{NotifyType: ike.NotifyUseTransportMode})
+	}
+	out = append(out, &ike.SA{Proposals: []ike.Proposal{{Number: num, Protocol: ike.ProtoESP, SPI: spiBytes(spiIn), Transforms: suite.Transforms()}}},
+		toWireTS(true, rts), toWireTS(false, lts))
+	if !sameSet(rts, tsi) || !sameSet(lts, tsr) {
+		out = append(out, &ike.Notify{NotifyType: ike.NotifyAdditionalTsPossible})
+	}
+	return c, out
+}
+
+func sameSet(a, b []provider.TrafficSelector) bool {
+	return slices.EqualFunc(a, b, ts.Equal)
+}
+
+// installChild derives the keys and installs inbound SA, outbound SA, then
+// the policies; key copies are zeroed once the dataplane has them.
+func (sa *SA) installChild(c *ChildSA, shared []byte) error {
+	ni, nr := sa.ni, sa.nr
+	if c.ni != nil {
+		ni, nr = c.ni, c.nr
+	}
+	keys, err := transform.ChildKeymat(sa.Suite, sa.keys.SKd, c.Suite, shared, ni, nr)
+	if err != nil {
+		return err
+	}
+	defer keys.Zero()
+	encIn, integIn, encOut, integOut := keys.EncrR, keys.IntegR, keys.EncrI, keys.IntegI
+	if !sa.Initiator {
+		encIn, integIn, encOut, integOut = keys.EncrI, keys.IntegI, keys.EncrR, keys.IntegR
+	}
+	if c.Config.ReplayWindow == 0 {
+		c.Config.ReplayWindow = 32
+	}
+	enc, integ := c.Suite.ESPAlgorithms()
+	var encap *provider.UDPEncap
+	if sa.natLocal || sa.natRemote {
+		encap = &provider.UDPEncap{SrcPort: sa.Local.Port(), DstPort: sa.Remote.Port()}
+	}
+	soft, hard := childLifetimes(c.Config)
+	mk := func(inbound bool) *provider.ChildSA {
+		x := &provider.ChildSA{ReqID: c.ReqID, Inbound: inbound, Mode: c.Mode, Encryption: enc, Integrity: integ,
+			ESN: c.Suite.ESN, ReplayWindow: c.Config.ReplayWindow, LocalTS: c.LocalTS, RemoteTS: c.RemoteTS, Soft: soft, Hard: hard}
+		if inbound {
+			x.SPI, x.Src, x.Dst = c.SPIIn, sa.Remote.Addr(), sa.Local.Addr()
+			x.EncKey, x.IntegKey = slices.Clone(encIn), slices.Clone(integIn)
+			if encap != nil {
+				x.Encap = &provider.UDPEncap{SrcPort: encap.DstPort, DstPort: encap.SrcPort}
+			}
+		} else {
+			x.SPI, x.Src, x.Dst = c.SPIOut, sa.Local.Addr(), sa.Remote.Addr()
+			x.EncKey, x.IntegKey = slices.Clone(encOut), slices.Clone(integOut)
+			x.Encap = encap
+		}
+		return x
+	}
+	in := mk(true)
+	c.inDst, c.outDst = sa.Local.Addr(), sa.Remote.Addr()
+	err = sa.env.Dataplane.InstallSA(ctx(), in)
+	clear(in.EncKey)
+	clear(in.IntegKey)
+	if err != nil {
+		return err
+	}
+	c.installedIn = true
+	out := mk(false)
+	err = sa.env.Dataplane.InstallSA(ctx(), out)
+	clear(out.EncKey)
+	clear(out.IntegKey)
+	if err != nil {
+		return err
+	}
+	c.installedOut = true
+	for _, l := range c.LocalTS {
+		for _, r := range c.RemoteTS {
+			dirs := []provider.Direction{provider.Out, provider.In}
+			if c.Mode == provider.Tunnel {
+				dirs = append(dirs, provider.Fwd)
+			}
+			for _, d := range dirs {
+				p := &provider.Policy{ReqID: c.ReqID, Dir: d, Action: provider.Protect, Local: l, Remote: r, Mode: c.Mode,
+					TmplSrc: sa.Local.Addr(), TmplDst: sa.Remote.Addr()}
+				if d != provider.Out {
+					p.TmplSrc, p.TmplDst = sa.Remote.Addr(), sa.Local.Addr()
+				}
+				if err := sa.env.Dataplane.InstallPolicy(ctx(), p); err != nil {
+					return err
+				}
+				c.policies = append(c.policies, p)
+			}
+		}
+	}
+	return nil
+}
+
+func childLifetimes(cfg *Child) (soft, hard provider.Lifetime) {
+	hard = provider.Lifetime{Time: cfg.LifeTime, Bytes: 0, Packets: 0}
+	soft = provider.Lifetime{Time: cfg.RekeyTime, Bytes: cfg.RekeyBytes, Packets: cfg.RekeyPackets}
+	return soft, hard
+}
+
+func (sa *SA) childUp(c *ChildSA) {
+	c.State = ChildInstalled
+	c.Established = sa.env.Now()
+	sa.Children = append(sa.Children, c)
+	sa.logger().Info("Child SA installed", "child", c.Config.Name, "spi_in", fmt.Sprintf("%08x", c.SPIIn),
+		"spi_out", fmt.Sprintf("%08x", c.SPIOut), "mode", c.Mode, "proposal", c.Suite.String())
+	sa.event(EventChildUp, c.Config.Name, "", "")
+}
+
+// uninstall removes policies, then the outbound and the inbound SA.
+func (c *ChildSA) uninstall(env *Env) {
+	for _, p := range c.policies {
+		if err := env.Dataplane.DeletePolicy(ctx(), p); err != nil {
+			env.Logger.Debug("deleting policy failed", "err", err)
+		}
+	}
+	c.policies = nil
+	if c.installedOut {
+		env.Dataplane.DeleteSA(ctx(), provider.SAKey{Dst: c.outDst, SPI: c.SPIOut})
+		c.installedOut = false
+	}
+	if c.installedIn {
+		env.Dataplane.DeleteSA(ctx(), provider.SAKey{Dst: c.inDst, SPI: c.SPIIn})
+		c.installedIn = false
+	}
+}
+
+func (sa *SA) childTimers(now time.Time) {}

@@ -1,0 +1,84 @@
+// Package ikesa is the IKE SA state machine without I/O: it consumes parsed
+// IKE messages and timer ticks and emits datagrams, dataplane installs and
+// events. Each exchange is a state struct with a straight-line driver in its
+// own file (init.go, auth.go, child.go, info.go). core/engine owns sockets,
+// SPI tables, timers and dispatch.
+package ikesa
+
+import (
+	"io"
+	"log/slog"
+	"math"
+	"net/netip"
+	"time"
+
+	"github.com/veil-ipsec/veil/core/provider"
+	"github.com/veil-ipsec/veil/core/transform"
+)
+
+// AuthConfig is one side's authentication.
+type AuthConfig struct {
+	Method      string // "psk", "pubkey", ...: a key of Env.Auth
+	ID          provider.Identity
+	Secret      string // keystore reference of the PSK
+	Key         string // keystore reference of the private key
+	Certificate string
+}
+
+// Connection is one configured peer.
+type Connection struct {
+	Name                  string
+	LocalAddrs            []netip.Addr
+	RemoteAddrs           []netip.Addr
+	LocalPort, RemotePort uint16
+	IKEProposals          []transform.Proposal
+	PreferOurs            bool
+	Local, Remote         AuthConfig
+	RekeyTime, LifeTime   time.Duration
+	DPDDelay, DPDTimeout  time.Duration
+	DPDAction             string // "clear" (default), "restart", "trap"
+	Mobike, Fragmentation bool
+	Children              []Child
+}
+
+// Child is one configured Child SA.
+type Child struct {
+	Name                     string
+	Mode                     provider.Mode
+	ESPProposals             []transform.Proposal
+	LocalTS, RemoteTS        []provider.TrafficSelector
+	StartAction              string // "none", "start", "trap"
+	RekeyTime, LifeTime      time.Duration
+	RekeyBytes, RekeyPackets uint64
+	ReplayWindow             uint32
+}
+
+// Retransmit says how requests are resent: Timeout * Base^n before try n+1,
+// Tries sends in all.
+type Retransmit struct {
+	Timeout time.Duration
+	Base    float64
+	Tries   int
+}
+
+// DefaultRetransmit is strongSwan's: 4 s x 1.8^n, 5 tries.
+var DefaultRetransmit = Retransmit{Timeout: 4 * time.Second, Base: 1.8, Tries: 5}
+
+func (r Retransmit) after(try int) time.Duration {
+	return time.Duration(float64(r.Timeout) * math.Pow(r.Base, float64(try)))
+}
+
+// Env is what an SA needs from its surroundings.
+type Env struct {
+	Dataplane  provider.Dataplane
+	KeyStore   provider.KeyStore
+	Auth       map[string]provider.Authenticator
+	Logger     *slog.Logger
+	Now        func() time.Time
+	Rand       io.Reader
+	Retransmit Retransmit
+	NATPort    uint16 // our NAT-T port, for floating (4500)
+	// NextReqID hands out dataplane ReqIDs.
+	NextReqID func() uint32
+	Stats     *Stats
+}
