@@ -644,8 +644,9 @@ func (d *decoder) child(b *hcl.Block, conn *Connection) Child {
 		a.errorf(a.rng("mode"), "Invalid mode", "mode must be \"transport\" (host to host, the default) or \"tunnel\" (networks, remote access); got %q.", mode)
 	}
 	ch.ESPProposals = d.proposals(a, "esp_proposals", false)
-	ch.LocalTS = d.selectors(a, "local_ts")
-	ch.RemoteTS = d.selectors(a, "remote_ts")
+	var localRanges, remoteRanges []hcl.Range
+	ch.LocalTS, localRanges = d.selectors(a, "local_ts")
+	ch.RemoteTS, remoteRanges = d.selectors(a, "remote_ts")
 	ch.StartAction = a.oneOf("start_action", "none", actions...)
 	ch.CloseAction = a.oneOf("close_action", "none", actions...)
 	ch.RekeyTime, ch.RandTime, ch.LifeTime = d.lifetimes(a, DefaultChildLifeTime, false)
@@ -678,8 +679,8 @@ func (d *decoder) child(b *hcl.Block, conn *Connection) Child {
 			"Set remote_addrs, or leave %s out to wait for the peer.", name, a.str(name, ""), conn.Name, name)
 	}
 	if ch.Mode == provider.Transport {
-		checkTransportTS(a, "local_ts", ch.LocalTS, conn.LocalAddrs, "local_addrs")
-		checkTransportTS(a, "remote_ts", ch.RemoteTS, conn.RemoteAddrs, "remote_addrs")
+		checkTransportTS(a, "local_ts", ch.LocalTS, localRanges, conn.LocalAddrs, "local_addrs")
+		checkTransportTS(a, "remote_ts", ch.RemoteTS, remoteRanges, conn.RemoteAddrs, "remote_addrs")
 		if a.has("pools") {
 			a.errorf(a.rng("pools"), "Pools need tunnel mode", "Virtual IP pools hand clients inner addresses; that needs mode = \"tunnel\".")
 		}
@@ -695,15 +696,17 @@ func (d *decoder) child(b *hcl.Block, conn *Connection) Child {
 	return ch
 }
 
-func (d *decoder) selectors(a *attrs, name string) []provider.TrafficSelector {
+// selectors reads a list of traffic selectors and the range of each.
+func (d *decoder) selectors(a *attrs, name string) ([]provider.TrafficSelector, []hcl.Range) {
 	if !a.has(name) {
-		return []provider.TrafficSelector{ts.Dynamic()}
+		return []provider.TrafficSelector{ts.Dynamic()}, []hcl.Range{{}}
 	}
 	items := a.list(name)
 	if len(items) == 0 && !hasErrorsAt(a.diags, a.rng(name)) {
 		a.errorf(a.rng(name), "Invalid value", "%s is empty; leave it out for \"dynamic\" (this side's IKE address).", name)
 	}
 	var out []provider.TrafficSelector
+	var ranges []hcl.Range
 	for _, it := range items {
 		t, err := ts.Parse(it.s)
 		if err != nil {
@@ -711,29 +714,33 @@ func (d *decoder) selectors(a *attrs, name string) []provider.TrafficSelector {
 			continue
 		}
 		out = append(out, t)
+		ranges = append(ranges, it.rng)
 	}
-	return out
+	return out, ranges
 }
 
 // checkTransportTS enforces what transport mode means: the SA protects the
 // hosts' own traffic, so each selector is one address, and that address is
 // one of the connection's IKE addresses when those are given.
-func checkTransportTS(a *attrs, name string, sels []provider.TrafficSelector, ikeAddrs []netip.Addr, addrsName string) {
-	for _, t := range sels {
+func checkTransportTS(a *attrs, name string, sels []provider.TrafficSelector, ranges []hcl.Range, ikeAddrs []netip.Addr, addrsName string) {
+	for i, t := range sels {
 		if ts.IsDynamic(t) {
 			continue
 		}
 		if t.Start != t.End {
-			a.errorf(a.rng(name), "Traffic selector too wide for transport mode",
+			example := t.Start
+			if len(ikeAddrs) > 0 {
+				example = ikeAddrs[0]
+			}
+			a.errorf(ranges[i], "Traffic selector too wide for transport mode",
 				"%s %s covers more than one address, but a transport-mode SA only carries traffic of the hosts themselves. "+
-					"Use a single address (like %s) or mode = \"tunnel\" for networks.", name, ts.Format(t), ts.Format(ts.FromAddr(t.Start)))
-			return
+					"Use a single address (like %s) or mode = \"tunnel\" for networks.", name, ts.Format(t), ts.Format(ts.FromAddr(example)))
+			continue
 		}
 		if len(ikeAddrs) > 0 && !slices.Contains(ikeAddrs, t.Start) {
-			a.errorf(a.rng(name), "Traffic selector not on this connection's hosts",
+			a.errorf(ranges[i], "Traffic selector not on this connection's hosts",
 				"In transport mode %s must be the IKE address in %s (%s); %s is not. Use \"dynamic\" or the address itself.",
 				name, addrsName, joinAddrs(ikeAddrs), t.Start)
-			return
 		}
 	}
 }
