@@ -475,3 +475,47 @@ func TestProposalParserSeam(t *testing.T) {
 		t.Fatalf("diags = %v", diags)
 	}
 }
+
+func TestBuiltinProposalCheck(t *testing.T) {
+	good := map[string]bool{ // proposal -> IKE?
+		"aes256gcm16-prfsha384-x25519-ke1_mlkem768": true,
+		"aes128-sha256-modp2048":                    true,
+		"chacha20poly1305-prfsha256-ecp256-ecp384":  true,
+		"aes256gcm16":       false,
+		"aes256-sha512-esn": false,
+		"aes256gcm16-chacha20poly1305-x25519-noesn":  false,
+		"aes256gcm16-aes128gcm16-prfsha384-mlkem768": true,
+		"AES256GCM16-PRFSHA384-X25519":               true,
+	}
+	for s, isIKE := range good {
+		check := ParseESPProposal
+		if isIKE {
+			check = ParseIKEProposal
+		}
+		if err := check(s); err != nil {
+			t.Errorf("%q: %v", s, err)
+		}
+	}
+	bad := map[string]bool{
+		"":                                    true,
+		"aes256gcm16-x25519":                  true, // AEAD IKE without PRF
+		"aes256-prfsha256-x25519":             true, // CBC without integrity
+		"aes256gcm16-prfsha256":               true, // no KE
+		"aes256gcm16-sha256-prfsha256-x25519": true, // AEAD with integrity
+		"aes256-aes256gcm16-sha256-x25519":    true, // AEAD mixed with CBC
+		"aes256gcm16-prfsha256-x25519-esn":    true, // ESN in IKE
+		"x25519":                              false,
+		"aes256gcm16-ke1_mlkem768":            false, // additional KE in ESP
+		"aes256gcm16-aes256gcm16":             false,
+		"aes512gcm16":                         false,
+	}
+	for s, isIKE := range bad {
+		check := ParseESPProposal
+		if isIKE {
+			check = ParseIKEProposal
+		}
+		if err := check(s); err == nil {
+			t.Errorf("%q accepted", s)
+		}
+	}
+}

@@ -99,8 +99,13 @@ func checkProposalTokens(ike bool, s string) error {
 	if strings.TrimSpace(s) == "" {
 		return fmt.Errorf("empty proposal")
 	}
-	var encr, aead, integ, prf, ke bool
+	var encr, aead, classic, integ, prf, ke bool
+	seen := map[string]bool{}
 	for _, tok := range strings.Split(strings.ToLower(s), "-") {
+		if seen[tok] {
+			return fmt.Errorf("%s appears twice", tok)
+		}
+		seen[tok] = true
 		base := tok
 		if strings.HasPrefix(tok, "ke") && len(tok) > 3 && tok[3] == '_' && tok[2] >= '1' && tok[2] <= '7' {
 			base = tok[4:]
@@ -116,6 +121,7 @@ func checkProposalTokens(ike bool, s string) error {
 		case encrTokens[base]:
 			encr = true
 			aead = aead || aeadTokens[base]
+			classic = classic || !aeadTokens[base]
 		case integTokens[base]:
 			integ = true
 		case prfTokens[base]:
@@ -133,7 +139,9 @@ func checkProposalTokens(ike bool, s string) error {
 	switch {
 	case !encr:
 		return fmt.Errorf("no encryption algorithm (e.g. aes256gcm16)")
-	case aead && integ && !ike:
+	case aead && classic:
+		return fmt.Errorf("AEAD and non-AEAD encryption cannot share a proposal (RFC 7296 §3.3); write two proposals")
+	case aead && integ:
 		return fmt.Errorf("an AEAD algorithm takes no integrity algorithm")
 	case !aead && !integ:
 		return fmt.Errorf("aes-cbc needs an integrity algorithm (e.g. sha256) or use aes256gcm16")
