@@ -433,3 +433,26 @@ func prefixOf(start, end netip.Addr) (netip.Prefix, bool) {
 	}
 	return netip.Prefix{}, false
 }
+
+// ResolveAll is Resolve over a list: what a child's local_ts or remote_ts
+// means once the SA's addresses are known.
+func ResolveAll(list []provider.TrafficSelector, addr netip.Addr) []provider.TrafficSelector {
+	out := make([]provider.TrafficSelector, len(list))
+	for i, t := range list {
+		out[i] = Resolve(t, addr)
+	}
+	return out
+}
+
+// Covered reports whether each selector of inner lies within one selector
+// of outer: the initiator's check that the responder only narrowed what it
+// proposed (RFC 7296 §2.9). A selector covered only by the union of
+// several outer selectors counts as not covered (conservative).
+func Covered(inner, outer []provider.TrafficSelector) bool {
+	for _, t := range inner {
+		if !containedIn(outer, t) {
+			return false
+		}
+	}
+	return true
+}

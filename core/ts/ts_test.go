@@ -230,3 +230,24 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestCoveredResolveAll(t *testing.T) {
+	p := MustParse
+	proposed := []provider.TrafficSelector{p("10.0.0.0/24"), p("10.0.1.0/24[tcp]")}
+	if !Covered([]provider.TrafficSelector{p("10.0.0.5/32[udp/53]"), p("10.0.1.0/24[tcp/80]")}, proposed) {
+		t.Error("narrowed selectors not covered")
+	}
+	if Covered([]provider.TrafficSelector{p("10.0.1.0/24[udp]")}, proposed) {
+		t.Error("a widened protocol is covered")
+	}
+	if Covered([]provider.TrafficSelector{p("10.0.0.0/23")}, proposed) {
+		t.Error("a selector spanning two proposed ones counts as covered")
+	}
+	if !Covered(nil, proposed) {
+		t.Error("nothing is covered by anything")
+	}
+	r := ResolveAll([]provider.TrafficSelector{p("dynamic[tcp/5432]"), p("10.0.0.0/8")}, netip.MustParseAddr("192.0.2.1"))
+	if FormatList(r) != "192.0.2.1/32[tcp/5432], 10.0.0.0/8" {
+		t.Errorf("ResolveAll = %s", FormatList(r))
+	}
+}
