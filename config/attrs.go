@@ -247,7 +247,8 @@ func (a *attrs) uint32Value(name string) uint32 {
 	return uint32(a.integer(name, 0, 0, math.MaxUint32))
 }
 
-func (a *attrs) addrs(name string) []netip.Addr {
+// addrs reads a list of IP addresses; wildcardOK allows 0.0.0.0 and ::.
+func (a *attrs) addrs(name string, wildcardOK bool) []netip.Addr {
 	var out []netip.Addr
 	for _, it := range a.list(name) {
 		ip, err := netip.ParseAddr(it.s)
@@ -265,7 +266,12 @@ func (a *attrs) addrs(name string) []netip.Addr {
 			a.errorf(it.rng, "Invalid IP address", "%q in %s has a zone; zones are not supported.", it.s, name)
 			continue
 		}
-		out = append(out, ip.Unmap())
+		ip = ip.Unmap()
+		if !wildcardOK && (ip.IsUnspecified() || ip.IsMulticast()) {
+			a.errorf(it.rng, "Invalid IP address", "%s in %s is not a host address; list the host's addresses, or leave %s out to mean any.", ip, name, name)
+			continue
+		}
+		out = append(out, ip)
 	}
 	return out
 }

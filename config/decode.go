@@ -322,7 +322,7 @@ func (d *decoder) daemon(out *Daemon, b *hcl.Block) {
 	}
 	out.ControlGroup = a.str("control_group", "")
 	if a.has("listen") {
-		out.Listen = a.addrs("listen")
+		out.Listen = a.addrs("listen", true)
 		if len(out.Listen) == 0 && !hasErrorsAt(d.diags, a.rng("listen")) {
 			a.errorf(a.rng("listen"), "Invalid value", "listen needs at least one address; leave it out to listen on every address (\"0.0.0.0\", \"::\").")
 		}
@@ -417,9 +417,14 @@ func (d *decoder) connection(b *hcl.Block, dm *Daemon, keystores map[string]bool
 	if conn.Version != 2 {
 		a.errorf(a.rng("version"), "Unsupported IKE version", "Veil speaks IKEv2 only (version = 2); IKEv1 is obsolete (RFC 9395).")
 	}
-	conn.LocalAddrs = a.addrs("local_addrs")
-	conn.RemoteAddrs = a.addrs("remote_addrs")
+	conn.LocalAddrs = a.addrs("local_addrs", false)
+	conn.RemoteAddrs = a.addrs("remote_addrs", false)
+	checkListening(a, dm)
 	conn.LocalPort = uint16(a.integer("local_port", int64(dm.IKEPort), 1, 65535))
+	if conn.LocalPort != dm.IKEPort && conn.LocalPort != dm.NATTPort {
+		a.errorf(a.rng("local_port"), "Port not listened on",
+			"local_port %d: veild has IKE sockets on ike_port %d and natt_port %d only (daemon block).", conn.LocalPort, dm.IKEPort, dm.NATTPort)
+	}
 	conn.RemotePort = uint16(a.integer("remote_port", DefaultIKEPort, 1, 65535))
 	conn.IKEProposals = d.proposals(a, "ike_proposals", true)
 	conn.ProposalsPrefer = a.oneOf("proposals_prefer", "responder", "responder", "initiator")
@@ -774,5 +779,26 @@ func (d *decoder) checkConnection(a *attrs, conn *Connection) {
 				break
 			}
 		}
+	}
+}
+
+// checkListening reports local_addrs that no IKE socket listens on.
+func checkListening(a *attrs, dm *Daemon) {
+	any4, any6 := false, false
+	for _, l := range dm.Listen {
+		any4 = any4 || l == netip.IPv4Unspecified()
+		any6 = any6 || l == netip.IPv6Unspecified()
+	}
+	for _, it := range a.list("local_addrs") {
+		ip, err := netip.ParseAddr(it.s)
+		if err != nil {
+			continue // reported by addrs
+		}
+		ip = ip.Unmap()
+		if ip.Is4() && any4 || ip.Is6() && any6 || slices.Contains(dm.Listen, ip) {
+			continue
+		}
+		a.errorf(it.rng, "Address not listened on",
+			"%s is in local_addrs, but the daemon block's listen (%s) has no socket for it. Add it to listen.", ip, joinAddrs(dm.Listen))
 	}
 }

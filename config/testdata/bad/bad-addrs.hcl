@@ -30,3 +30,17 @@ connection "anywhere" {
     start_action = "start"
   }
 }
+
+connection "elsewhere" {
+  local_addrs  = ["192.0.2.1", "0.0.0.0"]
+  remote_addrs = ["192.0.2.2"]
+  local_port   = 4501
+  local {
+    auth = "psk"
+    psk  = "file:/etc/veil/any.psk"
+  }
+  remote {
+    auth = "psk"
+    psk  = "file:/etc/veil/any.psk"
+  }
+}
