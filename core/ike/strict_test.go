@@ -181,6 +181,8 @@ func TestMarshalRejectsInvalid(t *testing.T) {
 		{"EAP data not matching code", &EAP{Code: 1, Data: []byte{2, 0, 0, 4}}},
 		{"EAP data with a wrong length", &EAP{Code: 1, Data: []byte{1, 0, 0, 9}}},
 		{"payload over 64 KiB", &VendorID{Data: make([]byte, 70000)}},
+		{"SKF fragment 0", &EncryptedFragment{Number: 0, Total: 2}},
+		{"SKF next payload in fragment 2", &EncryptedFragment{NextPayload: PayloadIDi, Number: 2, Total: 2}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
