@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"sync"
 	"sync/atomic"
 
 	"golang.org/x/crypto/chacha20poly1305"
@@ -49,6 +50,14 @@ func (s Suite) NewSKCipher(encKey, integKey []byte) (ike.SKCipher, error) {
 		}
 		c := &aeadSK{aead: aead}
 		copy(c.salt[:], salt)
+		// A random starting point keeps IVs unique even if a caller builds
+		// two ciphers from the same key; the counter then steps through
+		// 2^64 values before it could repeat one.
+		var start [8]byte
+		if _, err := rand.Read(start[:]); err != nil {
+			return nil, err
+		}
+		c.next.Store(binary.BigEndian.Uint64(start[:]))
 		return c, nil
 	}
 	ia := findInteg(s.Integ)
@@ -67,21 +76,29 @@ func (s Suite) NewSKCipher(encKey, integKey []byte) (ike.SKCipher, error) {
 
 // aeadSK is AES-GCM-16 (RFC 5282) or ChaCha20-Poly1305 (RFC 7634): an
 // 8-byte explicit IV, nonce = salt | IV, a 16-byte ICV. IVs come from a
-// counter, so they never repeat under one key.
+// counter, so they never repeat under one key. Safe for concurrent use.
 type aeadSK struct {
-	aead    cipher.AEAD
-	salt    [4]byte
-	counter atomic.Uint64
+	aead cipher.AEAD
+	salt [4]byte
+	next atomic.Uint64 // the next IV
+	used atomic.Uint64 // IVs handed out, to refuse a wrap-around
 }
 
 const aeadIVLen = 8
 
 func (c *aeadSK) SealedLen(n int) int { return aeadIVLen + n + 1 + c.aead.Overhead() }
 
+// ErrIVsExhausted: the key has sealed 2^64-1 messages; rekey.
+var ErrIVsExhausted = errors.New("transform: SK cipher has used every IV of its key")
+
 func (c *aeadSK) Seal(dst, aad, plaintext []byte) ([]byte, error) {
+	if c.used.Add(1) == 0 {
+		c.used.Store(^uint64(0))
+		return nil, ErrIVsExhausted
+	}
 	var nonce [12]byte
 	copy(nonce[:4], c.salt[:])
-	binary.BigEndian.PutUint64(nonce[4:], c.counter.Add(1))
+	binary.BigEndian.PutUint64(nonce[4:], c.next.Add(1)-1)
 	dst = append(dst, nonce[4:]...)
 	start := len(dst)
 	dst = append(dst, plaintext...)
@@ -101,15 +118,28 @@ func (c *aeadSK) Open(dst, aad, sealed []byte) ([]byte, error) {
 	if err != nil {
 		return nil, ErrAuth
 	}
-	return unpad(out)
+	return unpad(out, len(dst))
 }
 
 // cbcSK is AES-CBC with HMAC-SHA2 (RFC 7296 §3.14): a random IV, padding to
-// the block size, and an ICV over the whole message up to the ICV.
+// the block size, and an ICV over the whole message up to the ICV. Safe for
+// concurrent use (the HMAC state is shared, behind mu).
 type cbcSK struct {
 	block  cipher.Block
+	mu     sync.Mutex
 	mac    hash.Hash
 	icvLen int
+}
+
+// icv computes the truncated HMAC over aad | body into a new slice.
+func (c *cbcSK) icv(aad, body []byte) []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.mac.Reset()
+	c.mac.Write(aad)
+	c.mac.Write(body)
+	var sum [64]byte
+	return c.mac.Sum(sum[:0])[:c.icvLen]
 }
 
 func (c *cbcSK) SealedLen(n int) int {
@@ -134,11 +164,7 @@ func (c *cbcSK) Seal(dst, aad, plaintext []byte) ([]byte, error) {
 	dst = append(dst, byte(padLen))
 	iv = dst[start : start+bs]
 	cipher.NewCBCEncrypter(c.block, iv).CryptBlocks(dst[ctStart:], dst[ctStart:])
-	c.mac.Reset()
-	c.mac.Write(aad)
-	c.mac.Write(dst[start:])
-	sum := c.mac.Sum(nil)
-	return append(dst, sum[:c.icvLen]...), nil
+	return append(dst, c.icv(aad, dst[start:])...), nil
 }
 
 func (c *cbcSK) Open(dst, aad, sealed []byte) ([]byte, error) {
@@ -147,25 +173,31 @@ func (c *cbcSK) Open(dst, aad, sealed []byte) ([]byte, error) {
 		return nil, ErrAuth
 	}
 	body, icv := sealed[:len(sealed)-c.icvLen], sealed[len(sealed)-c.icvLen:]
-	c.mac.Reset()
-	c.mac.Write(aad)
-	c.mac.Write(body)
-	if subtle.ConstantTimeCompare(c.mac.Sum(nil)[:c.icvLen], icv) != 1 {
+	if subtle.ConstantTimeCompare(c.icv(aad, body), icv) != 1 {
 		return nil, ErrAuth
 	}
 	out := append(dst, body[bs:]...)
 	pt := out[len(dst):]
 	cipher.NewCBCDecrypter(c.block, body[:bs]).CryptBlocks(pt, pt)
-	return unpad(out)
+	return unpad(out, len(dst))
 }
 
-func unpad(b []byte) ([]byte, error) {
-	if len(b) == 0 {
-		return nil, ErrAuth
+// ErrPadding: an authenticated SK payload whose pad length exceeds its
+// plaintext (a broken peer, not an attacker: the ICV was valid).
+var ErrPadding = errors.New("transform: SK padding longer than the plaintext")
+
+// unpad strips padding | pad length from b[start:], the plaintext Open
+// appended after the caller's dst.
+func unpad(b []byte, start int) ([]byte, error) {
+	pt := b[start:]
+	if len(pt) == 0 {
+		return nil, ErrPadding
 	}
-	n := int(b[len(b)-1])
-	if n+1 > len(b) {
-		return nil, errors.New("transform: SK padding longer than the plaintext")
+	n := int(pt[len(pt)-1])
+	if n+1 > len(pt) {
+		clear(pt)
+		return nil, ErrPadding
 	}
+	clear(pt[len(pt)-1-n:])
 	return b[:len(b)-1-n], nil
 }

@@ -21,15 +21,14 @@ type KeyExchange interface {
 // NewKeyExchange starts a key exchange as initiator (or as the side that
 // sends first in a CREATE_CHILD_SA/IKE_INTERMEDIATE/IKE_FOLLOWUP_KE).
 func NewKeyExchange(method uint16) (KeyExchange, error) {
+	if c := curve(method); c != nil {
+		k, err := c.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		return &ecdhKE{method: method, priv: k}, nil
+	}
 	switch method {
-	case KEX25519:
-		return newECDH(method, ecdh.X25519())
-	case KEECP256:
-		return newECDH(method, ecdh.P256())
-	case KEECP384:
-		return newECDH(method, ecdh.P384())
-	case KEECP521:
-		return newECDH(method, ecdh.P521())
 	case KEMODP2048, KEMODP3072, KEMODP4096:
 		return newMODP(method)
 	case KEMLKEM768:
@@ -40,6 +39,51 @@ func NewKeyExchange(method uint16) (KeyExchange, error) {
 		return &mlkemKE{method: method, dk768: dk}, nil
 	case KEMLKEM1024:
 		dk, err := mlkem.GenerateKey1024()
+		if err != nil {
+			return nil, err
+		}
+		return &mlkemKE{method: method, dk1024: dk}, nil
+	}
+	return nil, fmt.Errorf("key exchange method %d not supported", method)
+}
+
+func curve(method uint16) ecdh.Curve {
+	switch method {
+	case KEX25519:
+		return ecdh.X25519()
+	case KEECP256:
+		return ecdh.P256()
+	case KEECP384:
+		return ecdh.P384()
+	case KEECP521:
+		return ecdh.P521()
+	}
+	return nil
+}
+
+// keyExchangeFromPrivate is NewKeyExchange with a fixed private value
+// (ECDH scalar, MODP exponent or ML-KEM seed), for known-answer tests.
+func keyExchangeFromPrivate(method uint16, priv []byte) (KeyExchange, error) {
+	if c := curve(method); c != nil {
+		k, err := c.NewPrivateKey(priv)
+		if err != nil {
+			return nil, err
+		}
+		return &ecdhKE{method: method, priv: k}, nil
+	}
+	switch method {
+	case KEMODP2048, KEMODP3072, KEMODP4096:
+		p := modpPrime(method)
+		x := new(big.Int).SetBytes(priv)
+		return &modpKE{method: method, p: p, x: x, y: new(big.Int).Exp(two, x, p)}, nil
+	case KEMLKEM768:
+		dk, err := mlkem.NewDecapsulationKey768(priv)
+		if err != nil {
+			return nil, err
+		}
+		return &mlkemKE{method: method, dk768: dk}, nil
+	case KEMLKEM1024:
+		dk, err := mlkem.NewDecapsulationKey1024(priv)
 		if err != nil {
 			return nil, err
 		}
@@ -104,14 +148,6 @@ func KEDataLen(method uint16) int {
 type ecdhKE struct {
 	method uint16
 	priv   *ecdh.PrivateKey
-}
-
-func newECDH(method uint16, c ecdh.Curve) (*ecdhKE, error) {
-	k, err := c.GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	return &ecdhKE{method: method, priv: k}, nil
 }
 
 func (k *ecdhKE) Method() uint16 { return k.method }

@@ -104,10 +104,13 @@ func (s Suite) NewIKEKeys(ni, nr, shared []byte, spii, spir uint64) *IKEKeys {
 
 // RekeyIKE derives the keys of the IKE SA that replaces old (§2.18):
 // SKEYSEED = prf(SK_d (old), g^ir (new) | Ni | Nr) with the old SA's PRF,
-// then prf+ with the new suite's PRF. extra holds RFC 9370 additional
-// shared secrets already folded in (none for a plain rekey).
-func RekeyIKE(old Suite, oldSKd []byte, s Suite, shared, ni, nr []byte, spii, spir uint64) *IKEKeys {
-	seed := old.ComputePRF(oldSKd, concat(shared, ni, nr))
+// then prf+ with the new suite's PRF over the new SPIs. With RFC 9370
+// additional key exchanges (IKE_FOLLOWUP_KE, §2.2.4) their shared secrets
+// SK(1)..SK(n) follow the nonces: prf(SK_d, SK(0) | Ni | Nr | SK(1) | ... ).
+func RekeyIKE(old Suite, oldSKd []byte, s Suite, shared, ni, nr []byte, spii, spir uint64, additional ...[]byte) *IKEKeys {
+	in := concat(append([][]byte{shared, ni, nr}, additional...)...)
+	seed := old.ComputePRF(oldSKd, in)
+	clear(in)
 	defer clear(seed)
 	return s.DeriveIKEKeys(seed, ni, nr, spii, spir)
 }
@@ -117,7 +120,9 @@ func RekeyIKE(old Suite, oldSKd []byte, s Suite, shared, ni, nr []byte, spii, sp
 // Nr), keys(n) = prf+(SKEYSEED(n), Ni | Nr | SPIi | SPIr). The old keys are
 // zeroed.
 func (s Suite) AdditionalKE(k *IKEKeys, shared, ni, nr []byte, spii, spir uint64) *IKEKeys {
-	seed := s.ComputePRF(k.SKd, concat(shared, ni, nr))
+	in := concat(shared, ni, nr)
+	seed := s.ComputePRF(k.SKd, in)
+	clear(in)
 	defer clear(seed)
 	n := s.DeriveIKEKeys(seed, ni, nr, spii, spir)
 	k.Zero()
@@ -139,17 +144,22 @@ func (k *ChildKeys) Zero() {
 	}
 }
 
-// ChildKeymat computes KEYMAT = prf+(SK_d, [g^ir (new) | SK(1)... |] Ni | Nr)
-// for a child suite; ike is the IKE SA's suite (its PRF is used). shared
-// is nil without PFS; with RFC 9370 additional exchanges it is every shared
-// secret concatenated in order.
-func ChildKeymat(ike Suite, skd []byte, child Suite, shared, ni, nr []byte) (*ChildKeys, error) {
+// ChildKeymat computes KEYMAT = prf+(SK_d, [g^ir (new) |] Ni | Nr) for a
+// child suite (§2.17); ike is the IKE SA's suite (its PRF is used). shared
+// is nil without PFS. RFC 9370 additional key exchanges (§2.2.4) append
+// their secrets after the nonces: prf+(SK_d, SK(0) | Ni | Nr | SK(1) | ...).
+func ChildKeymat(ike Suite, skd []byte, child Suite, shared, ni, nr []byte, additional ...[]byte) (*ChildKeys, error) {
 	a := findEncr(child.Encr, child.EncrKeyBits)
 	if a == nil {
 		return nil, fmt.Errorf("child encryption %d/%d unknown", child.Encr, child.EncrKeyBits)
 	}
+	if findPRF(ike.PRF) == nil {
+		return nil, fmt.Errorf("IKE PRF %d unknown", ike.PRF)
+	}
 	e, i := a.keyLen(), child.IntegKeyLen()
-	km := ike.PRFPlus(skd, concat(shared, ni, nr), 2*(e+i))
+	seed := concat(append([][]byte{shared, ni, nr}, additional...)...)
+	km := ike.PRFPlus(skd, seed, 2*(e+i))
+	clear(seed)
 	k := &ChildKeys{}
 	for _, f := range []struct {
 		dst *[]byte
