@@ -19,6 +19,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/veil-ipsec/veil/core/provider"
+	"github.com/veil-ipsec/veil/core/transform"
 )
 
 // Defaults that README.md documents.
@@ -94,8 +95,8 @@ type Connection struct {
 	RemoteAddrs     []netip.Addr // empty: any peer (responder only)
 	LocalPort       uint16
 	RemotePort      uint16
-	IKEProposals    []string // validated proposals in strongSwan syntax, in preference order
-	ProposalsPrefer string   // "responder" (our order) or "initiator"
+	IKEProposals    []transform.Proposal // in preference order
+	ProposalsPrefer string               // "responder" (our order) or "initiator"
 	RekeyTime       time.Duration
 	RandTime        time.Duration
 	LifeTime        time.Duration
@@ -131,7 +132,7 @@ type Auth struct {
 type Child struct {
 	Name         string
 	Mode         provider.Mode
-	ESPProposals []string
+	ESPProposals []transform.Proposal
 	LocalTS      []provider.TrafficSelector // ts.IsDynamic: the local IKE address
 	RemoteTS     []provider.TrafficSelector
 	StartAction  string // "none", "trap", "start"

@@ -15,6 +15,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/veil-ipsec/veil/core/provider"
+	"github.com/veil-ipsec/veil/core/transform"
 	"github.com/veil-ipsec/veil/core/ts"
 )
 
@@ -27,6 +28,19 @@ func load(t *testing.T, path string) *Config {
 		t.Fatalf("%s: unexpected diagnostics:\n%s", path, b.String())
 	}
 	return c
+}
+
+func proposals(t *testing.T, proto transform.Protocol, ss ...string) []transform.Proposal {
+	t.Helper()
+	var out []transform.Proposal
+	for _, s := range ss {
+		p, err := transform.ParseProposal(proto, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, p)
+	}
+	return out
 }
 
 func addrs(ss ...string) []netip.Addr {
@@ -72,7 +86,7 @@ func TestContractExample(t *testing.T) {
 		Name: "db-replication", Version: 2,
 		LocalAddrs: addrs("10.0.0.1"), RemoteAddrs: addrs("10.0.0.2"),
 		LocalPort: 500, RemotePort: 500,
-		IKEProposals:    []string{"aes256gcm16-prfsha384-x25519-ke1_mlkem768"},
+		IKEProposals:    proposals(t, transform.ProtoIKE, "aes256gcm16-prfsha384-x25519-ke1_mlkem768"),
 		ProposalsPrefer: "responder",
 		RekeyTime:       4 * time.Hour, RandTime: 24 * time.Minute, LifeTime: 4*time.Hour + 24*time.Minute,
 		DPDDelay: 30 * time.Second, DPDTimeout: 150 * time.Second, DPDAction: "clear",
@@ -82,7 +96,7 @@ func TestContractExample(t *testing.T) {
 		Remote: Auth{Auth: "pubkey", ID: "db2.example.com", Revocation: "prefer"},
 		Children: []Child{{
 			Name: "postgres", Mode: provider.Transport,
-			ESPProposals: []string{"aes256gcm16", "chacha20poly1305"},
+			ESPProposals: proposals(t, transform.ProtoESP, "aes256gcm16", "chacha20poly1305"),
 			LocalTS:      sels("10.0.0.1/32[tcp/5432]"), RemoteTS: sels("10.0.0.2/32[tcp]"),
 			StartAction: "start", CloseAction: "none",
 			RekeyTime: 54 * time.Minute, RandTime: 324 * time.Second, LifeTime: time.Hour,
@@ -115,7 +129,7 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("default dataplane = %s", c.Dataplane())
 	}
 	conn := c.Connections[0]
-	if !reflect.DeepEqual(conn.IKEProposals, DefaultIKEProposals) || conn.Version != 2 ||
+	if !reflect.DeepEqual(conn.IKEProposals, transform.DefaultIKEProposals()) || conn.Version != 2 ||
 		conn.LifeTime != 24*time.Hour || conn.RekeyTime != 24*time.Hour*9/10 || conn.RandTime != conn.RekeyTime/10 ||
 		conn.DPDDelay != 0 || conn.DPDTimeout != 0 || conn.ReauthTime != 0 || conn.MOBIKE || !conn.Fragmentation ||
 		conn.Encap || conn.LocalPort != 500 || conn.RemotePort != 500 || conn.ProposalsPrefer != "responder" ||
@@ -123,23 +137,12 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("connection defaults = %+v", conn)
 	}
 	ch := conn.Children[0]
-	if ch.Mode != provider.Transport || !reflect.DeepEqual(ch.ESPProposals, DefaultESPProposals) ||
+	if ch.Mode != provider.Transport || !reflect.DeepEqual(ch.ESPProposals, transform.DefaultESPProposals()) ||
 		len(ch.LocalTS) != 1 || !ts.IsDynamic(ch.LocalTS[0]) || len(ch.RemoteTS) != 1 || !ts.IsDynamic(ch.RemoteTS[0]) ||
 		ch.LifeTime != time.Hour || ch.RekeyTime != 54*time.Minute || ch.StartAction != "none" ||
 		ch.CloseAction != "none" || ch.ReplayWindow != 32 || ch.Offload != "off" || ch.DPDAction != "" ||
 		ch.RekeyBytes != 0 || ch.LifeBytes != 0 {
 		t.Errorf("child defaults = %+v", ch)
-	}
-	// The defaults are themselves valid proposals.
-	for _, p := range DefaultIKEProposals {
-		if err := ParseIKEProposal(p); err != nil {
-			t.Errorf("default IKE proposal %q: %v", p, err)
-		}
-	}
-	for _, p := range DefaultESPProposals {
-		if err := ParseESPProposal(p); err != nil {
-			t.Errorf("default ESP proposal %q: %v", p, err)
-		}
 	}
 }
 
@@ -160,7 +163,7 @@ func TestEveryAttribute(t *testing.T) {
 	want := Connection{
 		Name: "gw", Version: 2, LocalAddrs: addrs("127.0.0.1"), RemoteAddrs: addrs("127.0.0.2"),
 		LocalPort: 5500, RemotePort: 5600,
-		IKEProposals:    []string{"chacha20poly1305-prfsha256-x25519", "aes128-sha256-prfsha256-ecp256"},
+		IKEProposals:    proposals(t, transform.ProtoIKE, "chacha20poly1305-prfsha256-x25519", "aes128-sha256-prfsha256-ecp256"),
 		ProposalsPrefer: "initiator",
 		RekeyTime:       24 * time.Hour, LifeTime: 26 * time.Hour, RandTime: 30 * time.Minute,
 		ReauthTime: 7 * 24 * time.Hour, DPDDelay: 10 * time.Second, DPDTimeout: time.Minute, DPDAction: "restart",
@@ -170,7 +173,7 @@ func TestEveryAttribute(t *testing.T) {
 		Remote: Auth{Auth: "pubkey", ID: "gw.example.com", CACerts: []string{"/etc/veil/ca.pem", "/etc/veil/ca2.pem"}, Revocation: "require"},
 		Children: []Child{{
 			Name: "net", Mode: provider.Tunnel,
-			ESPProposals: []string{"aes256-sha512-esn", "aes256gcm16-x25519"},
+			ESPProposals: proposals(t, transform.ProtoESP, "aes256-sha512-esn", "aes256gcm16-x25519"),
 			LocalTS:      append([]provider.TrafficSelector{ts.Dynamic()}, sels("2001:db8:1::/48")...),
 			RemoteTS:     sels("10.0.0.0/8", "10.20.0.1-10.20.0.9[udp/1000-2000]"),
 			StartAction:  "trap", CloseAction: "start",
@@ -463,11 +466,11 @@ func TestWeakAlgorithm(t *testing.T) {
 func TestProposalParserSeam(t *testing.T) {
 	old := ParseIKEProposal
 	defer func() { ParseIKEProposal = old }()
-	ParseIKEProposal = func(s string) error {
+	ParseIKEProposal = func(s string) (transform.Proposal, error) {
 		if s == "aes256gcm16-prfsha384-x25519-ke1_mlkem768" {
-			return os.ErrInvalid
+			return transform.Proposal{}, os.ErrInvalid
 		}
-		return nil
+		return old(s)
 	}
 	src, _ := os.ReadFile("testdata/good/contract.hcl")
 	_, diags := Parse(src, "seam.hcl")
@@ -476,46 +479,15 @@ func TestProposalParserSeam(t *testing.T) {
 	}
 }
 
-func TestBuiltinProposalCheck(t *testing.T) {
-	good := map[string]bool{ // proposal -> IKE?
-		"aes256gcm16-prfsha384-x25519-ke1_mlkem768": true,
-		"aes128-sha256-modp2048":                    true,
-		"chacha20poly1305-prfsha256-ecp256-ecp384":  true,
-		"aes256gcm16":       false,
-		"aes256-sha512-esn": false,
-		"aes256gcm16-chacha20poly1305-x25519-noesn":  false,
-		"aes256gcm16-aes128gcm16-prfsha384-mlkem768": true,
-		"AES256GCM16-PRFSHA384-X25519":               true,
+// Proposals come from core/transform: what the engine negotiates is what
+// the configuration said, and it prints back the same way.
+func TestProposalsFromTransform(t *testing.T) {
+	c := load(t, "testdata/good/contract.hcl")
+	conn := c.Connections[0]
+	if got := conn.IKEProposals[0].String(); got != "aes256gcm16-prfsha384-x25519-ke1_mlkem768" {
+		t.Errorf("IKE proposal prints as %q", got)
 	}
-	for s, isIKE := range good {
-		check := ParseESPProposal
-		if isIKE {
-			check = ParseIKEProposal
-		}
-		if err := check(s); err != nil {
-			t.Errorf("%q: %v", s, err)
-		}
-	}
-	bad := map[string]bool{
-		"":                                    true,
-		"aes256gcm16-x25519":                  true, // AEAD IKE without PRF
-		"aes256-prfsha256-x25519":             true, // CBC without integrity
-		"aes256gcm16-prfsha256":               true, // no KE
-		"aes256gcm16-sha256-prfsha256-x25519": true, // AEAD with integrity
-		"aes256-aes256gcm16-sha256-x25519":    true, // AEAD mixed with CBC
-		"aes256gcm16-prfsha256-x25519-esn":    true, // ESN in IKE
-		"x25519":                              false,
-		"aes256gcm16-ke1_mlkem768":            false, // additional KE in ESP
-		"aes256gcm16-aes256gcm16":             false,
-		"aes512gcm16":                         false,
-	}
-	for s, isIKE := range bad {
-		check := ParseESPProposal
-		if isIKE {
-			check = ParseIKEProposal
-		}
-		if err := check(s); err == nil {
-			t.Errorf("%q accepted", s)
-		}
+	if conn.IKEProposals[0].Protocol != transform.ProtoIKE || conn.Children[0].ESPProposals[1].Protocol != transform.ProtoESP {
+		t.Error("protocols")
 	}
 }

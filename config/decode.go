@@ -13,7 +13,9 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 
+	"github.com/veil-ipsec/veil/core/ike"
 	"github.com/veil-ipsec/veil/core/provider"
+	"github.com/veil-ipsec/veil/core/transform"
 	"github.com/veil-ipsec/veil/core/ts"
 )
 
@@ -529,35 +531,38 @@ func (d *decoder) lifetimes(a *attrs, def time.Duration, ike bool) (rekey, rnd, 
 	return rekey, rnd, life
 }
 
-func (d *decoder) proposals(a *attrs, name string, ike bool) []string {
+func (d *decoder) proposals(a *attrs, name string, isIKE bool) []transform.Proposal {
 	if !a.has(name) {
-		if ike {
-			return append([]string(nil), DefaultIKEProposals...)
+		if isIKE {
+			return transform.DefaultIKEProposals()
 		}
-		return append([]string(nil), DefaultESPProposals...)
+		return transform.DefaultESPProposals()
 	}
 	items := a.list(name)
 	if len(items) == 0 && !hasErrorsAt(a.diags, a.rng(name)) {
 		a.errorf(a.rng(name), "Invalid value", "%s is empty; leave it out for the defaults.", name)
 	}
-	var out []string
+	parse, kind, example := ParseESPProposal, "ESP", "aes256gcm16"
+	if isIKE {
+		parse, kind, example = ParseIKEProposal, "IKE", "aes256gcm16-prfsha384-x25519"
+	}
+	var out []transform.Proposal
 	for _, it := range items {
 		if alg, why := WeakAlgorithm(it.s); alg != "" {
 			a.errorf(it.rng, "Weak algorithm", "%q uses %s: %s. Use AEAD (aes256gcm16, chacha20poly1305) with sha2 PRFs and x25519/ecp256 or larger, e.g. %q.",
-				it.s, alg, why, map[bool]string{true: "aes256gcm16-prfsha384-x25519", false: "aes256gcm16"}[ike])
+				it.s, alg, why, example)
 			continue
 		}
-		parse := ParseESPProposal
-		kind := "ESP"
-		if ike {
-			parse, kind = ParseIKEProposal, "IKE"
+		p, err := parse(it.s)
+		if err == nil && !isIKE && hasTransform(p, ike.TransformPRF) {
+			err = fmt.Errorf("proposal %q: ESP has no PRF; remove the prf... keyword", it.s)
 		}
-		if err := parse(it.s); err != nil {
-			a.errorf(it.rng, "Invalid proposal", "%s proposal %q: %v. Proposals are algorithm keywords joined by '-', like %q.",
-				kind, it.s, err, map[bool]string{true: "aes256gcm16-prfsha384-x25519", false: "aes256gcm16"}[ike])
+		if err != nil {
+			a.errorf(it.rng, "Invalid proposal", "%s %v. Proposals are algorithm keywords joined by '-', like %q (config/README.md lists them).",
+				kind, err, example)
 			continue
 		}
-		out = append(out, it.s)
+		out = append(out, p)
 	}
 	return out
 }
@@ -801,4 +806,13 @@ func checkListening(a *attrs, dm *Daemon) {
 		a.errorf(it.rng, "Address not listened on",
 			"%s is in local_addrs, but the daemon block's listen (%s) has no socket for it. Add it to listen.", ip, joinAddrs(dm.Listen))
 	}
+}
+
+func hasTransform(p transform.Proposal, t ike.TransformType) bool {
+	for _, x := range p.Transforms {
+		if x.Type == t {
+			return true
+		}
+	}
+	return false
 }
