@@ -2,6 +2,7 @@ package pluginhost
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -404,13 +405,38 @@ func (w *tailWriter) Write(p []byte) (int, error) {
 		if line == "" {
 			continue
 		}
-		w.log.Info("plugin stderr", "line", line)
+		w.logLine(line)
 		w.lines = append(w.lines, line)
 		if len(w.lines) > w.max {
 			w.lines = w.lines[len(w.lines)-w.max:]
 		}
 	}
 	return len(p), nil
+}
+
+// logLine logs one stderr line. go-plugin's own messages from inside the
+// plugin arrive as hclog JSON ({"@level": ...}) and keep their level;
+// anything else (the plugin's own output, a panic) is logged as a warning.
+func (w *tailWriter) logLine(line string) {
+	if strings.HasPrefix(line, `{"@`) {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil {
+			msg, _ := m["@message"].(string)
+			lvl, _ := m["@level"].(string)
+			level := slog.LevelInfo
+			switch lvl {
+			case "trace", "debug":
+				level = slog.LevelDebug
+			case "warn":
+				level = slog.LevelWarn
+			case "error":
+				level = slog.LevelError
+			}
+			w.log.Log(context.Background(), level, "plugin: "+msg)
+			return
+		}
+	}
+	w.log.Warn("plugin stderr", "line", line)
 }
 
 func (w *tailWriter) tail() string {

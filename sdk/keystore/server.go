@@ -77,6 +77,19 @@ func (s *server) handle(ctx context.Context, c *pb.KeystoreCall) *pb.KeystoreRep
 		return reply
 	}
 	opts := SignOptions{Hash: crypto.Hash(req.GetHash()), PSS: req.GetPss(), SaltLength: int(req.GetPssSaltLength())}
+	// A digest that does not fit its hash is refused before the plugin
+	// sees it: signing arbitrary bytes as if they were a hash is how
+	// signing oracles get abused.
+	if h := opts.Hash; h != 0 {
+		if !h.Available() {
+			reply.Error = fmt.Sprintf("unsupported hash %d", h)
+			return reply
+		}
+		if len(req.GetDigest()) != h.Size() {
+			reply.Error = fmt.Sprintf("digest of %d bytes does not match hash %v", len(req.GetDigest()), h)
+			return reply
+		}
+	}
 	sig, err := s.impl.Sign(ctx, req.GetRef(), req.GetDigest(), opts)
 	if err != nil {
 		reply.Error = err.Error()

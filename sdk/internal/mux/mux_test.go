@@ -1,0 +1,179 @@
+package mux
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+)
+
+type call struct {
+	id      uint64
+	timeout time.Duration
+	n       int
+}
+
+type reply struct {
+	id uint64
+	n  int
+}
+
+// pipe is an in-memory bidirectional stream: the client side's Send feeds
+// the server side's Recv and the other way round.
+type pipe struct {
+	calls   chan *call
+	replies chan *reply
+	ctx     context.Context
+	cancel  context.CancelFunc
+}
+
+func newPipe() *pipe {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &pipe{calls: make(chan *call, 16), replies: make(chan *reply, 16), ctx: ctx, cancel: cancel}
+}
+
+type clientSide struct{ *pipe }
+
+func (c clientSide) Send(x *call) error {
+	select {
+	case c.calls <- x:
+		return nil
+	case <-c.ctx.Done():
+		return errors.New("broken")
+	}
+}
+
+func (c clientSide) Recv() (*reply, error) {
+	select {
+	case r := <-c.replies:
+		return r, nil
+	case <-c.ctx.Done():
+		return nil, errors.New("broken")
+	}
+}
+
+func (c clientSide) CloseSend() error { return nil }
+
+type serverSide struct{ *pipe }
+
+func (s serverSide) Send(r *reply) error {
+	select {
+	case s.replies <- r:
+		return nil
+	case <-s.ctx.Done():
+		return errors.New("broken")
+	}
+}
+
+func (s serverSide) Recv() (*call, error) {
+	select {
+	case c := <-s.calls:
+		return c, nil
+	case <-s.ctx.Done():
+		return nil, errors.New("broken")
+	}
+}
+
+func (s serverSide) Context() context.Context { return s.ctx }
+
+func start(t *testing.T, handle func(context.Context, *call) *reply) (*Client[call, reply], *pipe) {
+	t.Helper()
+	p := newPipe()
+	go Serve[call, reply](serverSide{p}, func(c *call) time.Duration { return c.timeout }, handle,
+		func(c *call, v any) *reply { return &reply{id: c.id, n: -1} })
+	c, err := NewClient(func(context.Context) (ClientStream[call, reply], error) { return clientSide{p}, nil },
+		func(r *reply) uint64 { return r.id })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(); p.cancel() })
+	return c, p
+}
+
+func build(n int) func(uint64, time.Duration) *call {
+	return func(id uint64, d time.Duration) *call { return &call{id: id, timeout: d, n: n} }
+}
+
+// TestConcurrentCallsGetTheirOwnReplies: replies come back out of order
+// (the handler sleeps longer for small n) and each caller gets its own.
+func TestConcurrentCallsGetTheirOwnReplies(t *testing.T) {
+	c, _ := start(t, func(_ context.Context, x *call) *reply {
+		time.Sleep(time.Duration(100-x.n) * 10 * time.Microsecond)
+		return &reply{id: x.id, n: x.n * 2}
+	})
+	var wg sync.WaitGroup
+	for i := range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := c.Do(context.Background(), build(i))
+			if err != nil || r.n != 2*i {
+				t.Errorf("call %d: %+v, %v", i, r, err)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func TestDeadlineTravelsAndExpires(t *testing.T) {
+	got := make(chan time.Duration, 1)
+	c, _ := start(t, func(ctx context.Context, x *call) *reply {
+		got <- x.timeout
+		<-ctx.Done() // the server side has the caller's budget
+		time.Sleep(20 * time.Millisecond)
+		return &reply{id: x.id}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err := c.Do(ctx, build(1))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v", err)
+	}
+	if d := <-got; d <= 0 || d > 50*time.Millisecond {
+		t.Errorf("server saw timeout %v", d)
+	}
+	// The late reply is dropped as stray, not delivered to a later call.
+	time.Sleep(100 * time.Millisecond)
+	if c.Stray.Load() != 1 {
+		t.Errorf("stray replies = %d, want 1", c.Stray.Load())
+	}
+}
+
+func TestStreamEndFailsWaitingAndNewCalls(t *testing.T) {
+	block := make(chan struct{})
+	c, p := start(t, func(_ context.Context, x *call) *reply { <-block; return &reply{id: x.id} })
+	defer close(block)
+	errc := make(chan error, 1)
+	go func() { _, err := c.Do(context.Background(), build(1)); errc <- err }()
+	time.Sleep(10 * time.Millisecond)
+	p.cancel() // the plugin dies
+	select {
+	case err := <-errc:
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("waiting call: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("waiting call hangs after the stream ended")
+	}
+	<-c.Done()
+	if _, err := c.Do(context.Background(), build(2)); !errors.Is(err, ErrClosed) {
+		t.Errorf("new call: %v", err)
+	}
+}
+
+func TestPanicBecomesReply(t *testing.T) {
+	c, _ := start(t, func(_ context.Context, x *call) *reply {
+		if x.n == 1 {
+			panic("boom")
+		}
+		return &reply{id: x.id, n: 7}
+	})
+	r, err := c.Do(context.Background(), build(1))
+	if err != nil || r.n != -1 {
+		t.Fatalf("panicking call: %+v, %v", r, err)
+	}
+	if r, err := c.Do(context.Background(), build(2)); err != nil || r.n != 7 {
+		t.Fatalf("after the panic: %+v, %v", r, err)
+	}
+}
