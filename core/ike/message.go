@@ -1,6 +1,9 @@
 package ike
 
-import "errors"
+import (
+	"encoding/binary"
+	"errors"
+)
 
 // Message is a parsed IKE message. Raw holds the exact datagram it was
 // parsed from (AUTH signs the IKE_SA_INIT messages as sent and received).
@@ -28,17 +31,20 @@ func ParseMessage(b []byte) (*Message, error) {
 // Marshal encodes the message, setting the header's Next Payload and
 // Length, and stores the result in Raw.
 func (m *Message) Marshal() ([]byte, error) {
-	first, body, err := MarshalPayloads(m.Payloads)
+	out, err := appendPayloads(appendHeader(make([]byte, 0, 512), &m.Header), m.Payloads)
 	if err != nil {
 		return nil, err
 	}
-	if HeaderLen+len(body) > MaxMessageLen {
+	if len(out) > MaxMessageLen {
 		return nil, errors.New("ike: message too long")
 	}
-	m.Header.NextPayload = first
-	m.Header.Length = uint32(HeaderLen + len(body))
-	out := appendHeader(make([]byte, 0, m.Header.Length), &m.Header)
-	out = append(out, body...)
+	m.Header.NextPayload = PayloadNone
+	if len(m.Payloads) > 0 {
+		m.Header.NextPayload = m.Payloads[0].Type()
+	}
+	m.Header.Length = uint32(len(out))
+	out[16] = byte(m.Header.NextPayload)
+	binary.BigEndian.PutUint32(out[24:], m.Header.Length)
 	m.Raw = out
 	return out, nil
 }

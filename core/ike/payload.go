@@ -126,11 +126,7 @@ func parseBody(t PayloadType, critical bool, body []byte, skNext PayloadType) (P
 
 // MarshalPayloads writes the chain and returns the first payload's type.
 func MarshalPayloads(ps []Payload) (PayloadType, []byte, error) {
-	b := cryptobyte.NewBuilder(make([]byte, 0, 256))
-	if err := marshalChain(b, ps); err != nil {
-		return 0, nil, err
-	}
-	out, err := b.Bytes()
+	out, err := appendPayloads(make([]byte, 0, 256), ps)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -140,18 +136,20 @@ func MarshalPayloads(ps []Payload) (PayloadType, []byte, error) {
 	return ps[0].Type(), out, nil
 }
 
-func marshalChain(b *cryptobyte.Builder, ps []Payload) error {
+// appendPayloads appends the chain to dst. Each payload's body is built in
+// place after its generic header, whose length is patched afterwards.
+func appendPayloads(dst []byte, ps []Payload) ([]byte, error) {
 	for i, p := range ps {
 		next := PayloadNone
 		switch sk := p.(type) {
 		case *Encrypted:
 			if i != len(ps)-1 {
-				return errors.New("ike: SK payload must be last")
+				return nil, errors.New("ike: SK payload must be last")
 			}
 			next = sk.NextPayload
 		case *EncryptedFragment:
 			if i != len(ps)-1 {
-				return errors.New("ike: SKF payload must be last")
+				return nil, errors.New("ike: SKF payload must be last")
 			}
 			next = sk.NextPayload
 		default:
@@ -163,21 +161,20 @@ func marshalChain(b *cryptobyte.Builder, ps []Payload) error {
 		if u, ok := p.(*UnknownPayload); ok && u.Critical {
 			flags = 0x80
 		}
-		inner := cryptobyte.NewBuilder(nil)
-		p.marshalBody(inner)
-		body, err := inner.Bytes()
-		if err != nil {
-			return fmt.Errorf("ike: marshal %v: %w", p.Type(), err)
+		start := len(dst)
+		b := cryptobyte.NewBuilder(append(dst, byte(next), flags, 0, 0))
+		p.marshalBody(b)
+		var err error
+		if dst, err = b.Bytes(); err != nil {
+			return nil, fmt.Errorf("ike: marshal %v: %w", p.Type(), err)
 		}
-		if len(body)+genericHeaderLen > 0xffff {
-			return fmt.Errorf("ike: %v payload too long", p.Type())
+		n := len(dst) - start
+		if n > 0xffff {
+			return nil, fmt.Errorf("ike: %v payload too long", p.Type())
 		}
-		b.AddUint8(uint8(next))
-		b.AddUint8(flags)
-		b.AddUint16(uint16(len(body) + genericHeaderLen))
-		b.AddBytes(body)
+		binary.BigEndian.PutUint16(dst[start+2:], uint16(n))
 	}
-	return nil
+	return dst, nil
 }
 
 func clone(b []byte) []byte {
