@@ -46,7 +46,8 @@ type Config struct {
 	KeyStore       provider.KeyStore
 	Authenticators map[string]provider.Authenticator
 	// CookieThreshold is the number of half-open SAs from which the
-	// responder demands a COOKIE (RFC 7296 §2.6); 0 means 1000.
+	// responder demands a COOKIE (RFC 7296 §2.6); 0 means 1000, negative
+	// always.
 	CookieThreshold int
 	Retransmit      ikesa.Retransmit
 }
@@ -201,7 +202,7 @@ func (e *Engine) handlePacket(p transport.Packet) {
 	}
 	if h.Exchange == ike.IKE_SA_INIT && !h.IsResponse() && h.SPIr == 0 {
 		if sa := e.halfOpen[halfKey{p.Remote, h.SPIi}]; sa != nil {
-			sa.HandleMessage(m)
+			sa.HandleMessage(m, p.Local, p.Remote)
 			e.after(sa)
 			return
 		}
@@ -218,7 +219,7 @@ func (e *Engine) handlePacket(p transport.Packet) {
 		e.cfg.Logger.Debug("dropping message for an unknown IKE SA", "remote", p.Remote, "spi_i", fmt.Sprintf("%016x", h.SPIi), "spi_r", fmt.Sprintf("%016x", h.SPIr))
 		return
 	}
-	sa.HandleMessage(m)
+	sa.HandleMessage(m, p.Local, p.Remote)
 	e.after(sa)
 }
 
@@ -244,7 +245,7 @@ func (e *Engine) respondInit(p transport.Packet, m *ike.Message) {
 		e.cfg.Logger.Debug("no connection for peer", "remote", p.Remote)
 		return
 	}
-	if len(e.halfOpen) >= e.cfg.CookieThreshold {
+	if e.cfg.CookieThreshold < 0 || len(e.halfOpen) >= e.cfg.CookieThreshold {
 		want := e.cookie(e.cookieSecret, e.cookieVersion, m, p.Remote)
 		got := m.Notify(ike.NotifyCookie)
 		ok := got != nil && hmac.Equal(got.Data, want)
@@ -341,6 +342,18 @@ func (e *Engine) handleEvent(sa *ikesa.SA, ev ikesa.Event) {
 	case ikesa.EventFailed, ikesa.EventChildFailed:
 		st.LastFailure = ev.Reason
 		st.LastFailureAt = e.cfg.Clock.Now()
+	case ikesa.EventDown:
+		if ev.Class != "" {
+			st.LastFailure = ev.Reason
+			st.LastFailureAt = e.cfg.Clock.Now()
+		}
+		if ev.Class == "timeout" && sa.Conn.DPDAction == "restart" && e.conns[sa.Conn.Name] == sa.Conn {
+			defer func() {
+				if _, err := e.initiateLocked(sa.Conn, "", nil); err != nil {
+					e.setFailure(sa.Conn.Name, err.Error())
+				}
+			}()
+		}
 	}
 	keep := e.waiters[sa][:0]
 	for _, w := range e.waiters[sa] {

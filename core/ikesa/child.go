@@ -196,11 +196,17 @@ func (sa *SA) childRespond(ps []ike.Payload, shared []byte) (*ChildSA, []ike.Pay
 	if sap == nil || len(tsi) == 0 || len(tsr) == 0 {
 		return refuse(ike.NotifyInvalidSyntax, "malformed", "Child SA request lacks SA or traffic selectors")
 	}
+	// Behind a NAT the peer proposes its private address (RFC 7296
+	// §2.23.1): a dynamic remote selector then stands for that address.
+	peerAddr := sa.Remote.Addr()
+	if sa.natRemote && tsi[0].Start == tsi[0].End {
+		peerAddr = tsi[0].Start
+	}
 	var cfg *Child
 	var lts, rts []provider.TrafficSelector
 	for i := range sa.Conn.Children {
 		cc := &sa.Conn.Children[i]
-		r := ts.Narrow(resolveAll(cc.RemoteTS, sa.Remote.Addr()), tsi)
+		r := ts.Narrow(resolveAll(cc.RemoteTS, peerAddr), tsi)
 		l := ts.Narrow(resolveAll(cc.LocalTS, sa.Local.Addr()), tsr)
 		if len(r) > 0 && len(l) > 0 {
 			cfg, lts, rts = cc, l, r

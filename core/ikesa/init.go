@@ -34,7 +34,7 @@ func NewInitiator(env *Env, conn *Connection, child string, local, remote netip.
 	sa.SPIi = randSPI(env)
 	group := firstKE(conn.IKEProposals)
 	sa.initEx = &initState{child: child}
-	if err := sa.sendInit(group); err != nil {
+	if err := sa.sendInit(group, true); err != nil {
 		return nil, err
 	}
 	sa.logger().Info("initiating IKE SA", "remote", remote)
@@ -63,14 +63,20 @@ func proposalsOffer(ps []transform.Proposal, group uint16) bool {
 	return false
 }
 
-func (sa *SA) sendInit(group uint16) error {
+// sendInit sends the IKE_SA_INIT request; fresh makes a new key share and
+// nonce (first try, INVALID_KE), otherwise the message is repeated with the
+// cookie (the responder's cookie covers Ni).
+func (sa *SA) sendInit(group uint16, fresh bool) error {
 	ex := sa.initEx
-	ke, err := transform.NewKeyExchange(group)
-	if err != nil {
-		return err
+	if fresh {
+		ke, err := transform.NewKeyExchange(group)
+		if err != nil {
+			return err
+		}
+		ex.ke = ke
+		sa.ni = sa.env.nonce()
 	}
-	ex.ke = ke
-	sa.ni = sa.env.nonce()
+	ke := ex.ke
 	var ps []ike.Payload
 	if ex.cookie != nil {
 		ps = append(ps, &ike.Notify{NotifyType: ike.NotifyCookie, Data: ex.cookie})
@@ -157,7 +163,7 @@ func (sa *SA) handleInitMessage(m *ike.Message) {
 		}
 		ex.retries++
 		ex.cookie = slices.Clone(n.Data)
-		if err := sa.sendInit(ex.ke.Method()); err != nil {
+		if err := sa.sendInit(ex.ke.Method(), false); err != nil {
 			sa.fail("internal", err.Error())
 		}
 		return
@@ -174,7 +180,7 @@ func (sa *SA) handleInitMessage(m *ike.Message) {
 		}
 		ex.retries++
 		sa.logger().Info("peer asked for another key exchange method", "group", group)
-		if err := sa.sendInit(group); err != nil {
+		if err := sa.sendInit(group, true); err != nil {
 			sa.fail("internal", err.Error())
 		}
 		return
@@ -309,6 +315,9 @@ func (sa *SA) setKeys(keys *transform.IKEKeys) error {
 	return nil
 }
 
+// HalfOpenTimeout is how long a responder keeps an SA waiting for IKE_AUTH.
+const HalfOpenTimeout = 30 * time.Second
+
 // InitRejection is a stateless answer to an IKE_SA_INIT request.
 type InitRejection struct {
 	Reply  []byte
@@ -369,6 +378,7 @@ func RespondInit(env *Env, conn *Connection, m *ike.Message, local, remote netip
 	sa.initR = b
 	sa.outbox = append(sa.outbox, b)
 	sa.nextPeerID = 1
+	sa.halfOpenUntil = env.Now().Add(HalfOpenTimeout)
 	sa.logger().Debug("IKE_SA_INIT answered", "remote", remote, "proposal", suite.String())
 	return sa, nil
 }

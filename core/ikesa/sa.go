@@ -3,6 +3,7 @@ package ikesa
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -106,15 +107,18 @@ type SA struct {
 	peerFragmentation   bool
 
 	// request window (size 1 each way)
-	nextReqID  uint32
-	inflight   *request
-	queue      []*request
-	nextPeerID uint32 // the peer's next request ID
-	lastRespID uint32
-	lastResp   [][]byte // cached response datagrams for lastRespID
-	lastRecv   time.Time
+	nextReqID   uint32
+	inflight    *request
+	queue       []*request
+	nextPeerID  uint32 // the peer's next request ID
+	lastRespID  uint32
+	lastResp    [][]byte // cached response datagrams for lastRespID
+	lastReqHash [32]byte // of the request lastResp answers
+	lastRecv    time.Time
 
 	dpdDue time.Time
+	// halfOpenUntil ends a responder's SA whose IKE_AUTH never came.
+	halfOpenUntil time.Time
 
 	Children []*ChildSA
 
@@ -126,7 +130,8 @@ type SA struct {
 	outbox [][]byte
 	events []Event
 	// wantDelete asks the engine to forget this SA.
-	dead bool
+	dead      bool
+	downClass string
 	// LastFailure is the last plain-language failure reason.
 	LastFailure string
 }
@@ -271,6 +276,9 @@ func (sa *SA) NextDeadline() time.Time {
 		min(sa.initEx.deadline)
 	}
 	min(sa.dpdDue)
+	if sa.State == StateConnecting {
+		min(sa.halfOpenUntil)
+	}
 	for _, c := range sa.Children {
 		min(c.rekeyAt)
 		min(c.expireAt)
@@ -285,6 +293,10 @@ func (sa *SA) OnTimer(now time.Time) {
 	}
 	if sa.initEx != nil && !sa.initEx.deadline.IsZero() && !now.Before(sa.initEx.deadline) {
 		sa.initRetransmit(now)
+	}
+	if sa.State == StateConnecting && !sa.halfOpenUntil.IsZero() && !now.Before(sa.halfOpenUntil) {
+		sa.fail("timeout", fmt.Sprintf("peer %s sent IKE_SA_INIT but no IKE_AUTH within %s", sa.Remote.Addr(), HalfOpenTimeout))
+		return
 	}
 	if r := sa.inflight; r != nil && !now.Before(r.deadline) {
 		if r.tries >= sa.env.Retransmit.Tries {
@@ -310,6 +322,7 @@ func (sa *SA) peerSilent(ex ike.ExchangeType, tries int) {
 	}
 	sa.env.Stats.DPDTimeouts++
 	sa.LastFailure = reason
+	sa.downClass = class
 	sa.logger().Info("peer silent", "reason", reason)
 	sa.destroy(reason)
 }
@@ -343,12 +356,13 @@ func (sa *SA) destroy(reason string) {
 		sa.keys = nil
 	}
 	if wasUp {
-		sa.event(EventDown, "", "", reason)
+		sa.event(EventDown, "", sa.downClass, reason)
 	}
 }
 
 // HandleMessage processes a message the engine routed to this SA.
-func (sa *SA) HandleMessage(m *ike.Message) {
+// local and remote are the addresses it arrived on and from.
+func (sa *SA) HandleMessage(m *ike.Message, local, remote netip.AddrPort) {
 	if sa.dead {
 		return
 	}
@@ -373,6 +387,7 @@ func (sa *SA) HandleMessage(m *ike.Message) {
 			return
 		}
 		sa.lastRecv = sa.env.Now()
+		sa.followNAT(local, remote)
 		sa.inflight = nil
 		if err := r.onResponse(ps); err != nil {
 			sa.logger().Info("exchange failed", "exchange", r.exchange, "err", err)
@@ -381,7 +396,7 @@ func (sa *SA) HandleMessage(m *ike.Message) {
 		return
 	}
 	id := m.Header.MessageID
-	if sa.lastResp != nil && id == sa.lastRespID {
+	if sa.lastResp != nil && id == sa.lastRespID && sha256.Sum256(m.Raw) == sa.lastReqHash {
 		// A retransmitted request: answer with the exact bytes sent before.
 		sa.env.Stats.Drop("retransmitted-request")
 		sa.outbox = append(sa.outbox, sa.lastResp...)
@@ -398,7 +413,9 @@ func (sa *SA) HandleMessage(m *ike.Message) {
 		return
 	}
 	sa.lastRecv = sa.env.Now()
+	sa.followNAT(local, remote)
 	sa.nextPeerID++
+	sa.lastReqHash = sha256.Sum256(m.Raw)
 	switch m.Header.Exchange {
 	case ike.IKE_AUTH:
 		sa.handleAuthRequest(id, ps)
@@ -455,3 +472,13 @@ func (sa *SA) ForceDestroy(reason string) { sa.destroy(reason) }
 
 // MarshalText makes event kinds print as words in JSON.
 func (k EventKind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+// followNAT moves a responder to the address and port of the latest
+// authenticated message when the peer is behind a NAT (RFC 7296 §2.23).
+func (sa *SA) followNAT(local, remote netip.AddrPort) {
+	if sa.Initiator || !sa.natRemote || !remote.IsValid() || (remote == sa.Remote && local == sa.Local) {
+		return
+	}
+	sa.logger().Info("peer address changed", "from", sa.Remote, "to", remote)
+	sa.Remote, sa.Local = remote, local
+}
