@@ -50,7 +50,7 @@ func randSA(r *rand.Rand) *SA {
 				t.KeyLength = uint16(1 + r.IntN(512))
 			}
 			if r.IntN(4) == 0 {
-				t.OtherAttributes = randAttributes(r)
+				t.OtherAttributes = string(randAttributes(r))
 			}
 			prop.Transforms = append(prop.Transforms, t)
 		}

@@ -21,13 +21,14 @@ type Proposal struct {
 }
 
 // Transform is one transform substructure. KeyLength is the Key Length
-// attribute in bits (0: absent). Attributes we do not know are kept raw in
-// OtherAttributes; RFC 7296 §3.3.6 says such a transform must not be chosen.
+// attribute in bits (0: absent). Any other attributes are kept in their
+// wire encoding in OtherAttributes (a string so that Transform stays
+// comparable); RFC 7296 §3.3.6 says such a transform must not be chosen.
 type Transform struct {
 	Type            TransformType
 	ID              uint16
 	KeyLength       uint16
-	OtherAttributes []byte
+	OtherAttributes string
 }
 
 const (
@@ -76,7 +77,7 @@ func (p *SA) marshalBody(b *cryptobyte.Builder) {
 						b.AddUint16(attrTV | attrKeyLength)
 						b.AddUint16(t.KeyLength)
 					}
-					b.AddBytes(t.OtherAttributes)
+					b.AddBytes([]byte(t.OtherAttributes))
 				})
 			}
 		})
@@ -187,7 +188,7 @@ func parseTransform(s cryptobyte.String) (Transform, error) {
 				return t, errors.New("attribute truncated")
 			}
 		}
-		t.OtherAttributes = append(t.OtherAttributes, start[:len(start)-len(s)]...)
+		t.OtherAttributes += string(start[:len(start)-len(s)])
 	}
 	return t, nil
 }

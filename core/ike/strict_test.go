@@ -195,3 +195,23 @@ func TestMarshalRejectsInvalid(t *testing.T) {
 		t.Fatal("SK payload not last was marshalled")
 	}
 }
+
+// Transform stays comparable, so proposal selection can use == and maps.
+var _ = map[Transform]bool{{Type: TransformENCR, ID: 20, KeyLength: 256}: true}
+
+func TestTransformAttributes(t *testing.T) {
+	// ENCR with an unknown TV attribute 17 before the Key Length: the key
+	// length is found, the other attribute kept so the engine can refuse
+	// the transform (RFC 7296 §3.3.6).
+	tf := []byte{0, 0, 0, 16, 1, 0, 0, 12, 0x80, 17, 0, 1, 0x80, 14, 1, 0}
+	prop := cat([]byte{0, 0, 0, byte(8 + len(tf)), 1, 1, 0, 1}, tf)
+	ps, err := ParsePayloads(PayloadSA, pl(PayloadNone, prop...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := ps[0].(*SA).Proposals[0].Transforms[0]
+	want := Transform{Type: TransformENCR, ID: 12, KeyLength: 256, OtherAttributes: "\x80\x11\x00\x01"}
+	if got != want {
+		t.Fatalf("got %+v, want %+v", got, want)
+	}
+}
