@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
 )
 
 // UDPConfig says where to listen. Zero ports mean 500 and 4500; no Addrs
@@ -19,6 +20,10 @@ type UDPConfig struct {
 	NATPort uint16 // NAT-T port (4500): IKE messages carry the non-ESP marker
 	// Batch is how many datagrams one receive system call may return.
 	Batch int
+	// Mark, when not zero, is set on every socket (SO_MARK) so IKE packets
+	// bypass a dataplane's steering of protected traffic (the userspace
+	// dataplane routes marked packets around its TUN device).
+	Mark uint32
 }
 
 const maxDatagram = 65535
@@ -68,6 +73,13 @@ func ListenUDP(cfg UDPConfig) (*UDP, error) {
 			if err != nil {
 				u.Close()
 				return nil, fmt.Errorf("transport: listen %s: %w", netip.AddrPortFrom(a, p), err)
+			}
+			if cfg.Mark != 0 {
+				if err := setMark(c, cfg.Mark); err != nil {
+					c.Close()
+					u.Close()
+					return nil, fmt.Errorf("transport: SO_MARK on %s: %w", netip.AddrPortFrom(a, p), err)
+				}
 			}
 			local := c.LocalAddr().(*net.UDPAddr).AddrPort()
 			u.socks = append(u.socks, &udpSock{conn: c, local: netip.AddrPortFrom(local.Addr().Unmap(), local.Port()), nat: p == cfg.NATPort})
@@ -221,4 +233,18 @@ func (u *UDP) Close() error {
 	})
 	u.wg.Wait()
 	return errors.Join(errs...)
+}
+
+func setMark(c *net.UDPConn, mark uint32) error {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(mark))
+	}); err != nil {
+		return err
+	}
+	return serr
 }

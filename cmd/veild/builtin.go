@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/veil-ipsec/veil/core/pluginhost"
+	"github.com/veil-ipsec/veil/core/provider"
+	"github.com/veil-ipsec/veil/core/version"
+	"github.com/veil-ipsec/veil/plugins/auth/psk"
+	"github.com/veil-ipsec/veil/plugins/dataplane/adapt"
+	"github.com/veil-ipsec/veil/plugins/dataplane/userspace"
+	"github.com/veil-ipsec/veil/plugins/keystore/file"
+	"github.com/veil-ipsec/veil/sdk/base"
+)
+
+// builtinPlugins are the plugins bundled in veild. Each runs in its own
+// process ("veild plugin KIND NAME"), supervised by the daemon.
+var builtinPlugins = pluginhost.Builtins{
+	"auth/psk":            func() any { return psk.New() },
+	"keystore/file":       func() any { return file.New() },
+	"dataplane/userspace": func() any { return adapt.Dataplane(userspacePlugin()) },
+}
+
+func servePlugin(kind, name string) error {
+	return pluginhost.ServeBuiltin(kind, name, builtinPlugins)
+}
+
+// pluginLogger writes to stderr, which the host relays into veild's log.
+func pluginLogger() *slog.Logger { return slog.New(slog.NewTextHandler(os.Stderr, nil)) }
+
+func userspacePlugin() adapt.Impl {
+	schema := base.Schema{Attributes: []base.Attribute{
+		{Name: "tun_name", Type: "string", Description: `TUN device name ("veil0")`},
+		{Name: "path_mtu", Type: "number", Description: "MTU of the path ESP packets take (1500)"},
+		{Name: "clamp_mss", Type: "bool", Description: "rewrite the MSS of TCP SYNs to fit the SA"},
+		{Name: "udp_port", Type: "number", Description: "UDP port for encapsulated ESP (-1: off, the default while veild's IKE socket holds 4500)"},
+	}}
+	return adapt.Lazy(base.Info{Name: "userspace", Kind: base.KindDataplane, Version: version.Version}, schema,
+		func(ctx context.Context, raw []byte) (provider.Dataplane, error) {
+			var c struct {
+				TUNName  *string `json:"tun_name"`
+				PathMTU  *int    `json:"path_mtu"`
+				ClampMSS *bool   `json:"clamp_mss"`
+				UDPPort  *int    `json:"udp_port"`
+			}
+			if len(raw) > 0 && string(raw) != "null" {
+				if err := json.Unmarshal(raw, &c); err != nil {
+					return nil, fmt.Errorf("config: %w", err)
+				}
+			}
+			opts := userspace.Options{UDPPort: -1, Logger: pluginLogger()}
+			if c.TUNName != nil {
+				opts.TUNName = *c.TUNName
+			}
+			if c.PathMTU != nil {
+				opts.PathMTU = *c.PathMTU
+			}
+			if c.ClampMSS != nil {
+				opts.ClampMSS = *c.ClampMSS
+			}
+			if c.UDPPort != nil {
+				opts.UDPPort = *c.UDPPort
+			}
+			return userspace.New(opts)
+		})
+}
+
+func countErrors(diags hcl.Diagnostics) int {
+	n := 0
+	for _, d := range diags {
+		if d.Severity == hcl.DiagError {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,120 @@
+package adapt
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"sync"
+
+	"github.com/veil-ipsec/veil/core/provider"
+	"github.com/veil-ipsec/veil/sdk/base"
+)
+
+// Opener builds a dataplane from the plugin's JSON configuration.
+type Opener func(ctx context.Context, configJSON []byte) (provider.Dataplane, error)
+
+// Lazy is a bundled dataplane plugin that is built when the host configures
+// it (its options come from the plugin block) and rebuilt on a new
+// configuration. Wrap it with Dataplane to serve it.
+func Lazy(info base.Info, schema base.Schema, open Opener) Impl {
+	return &lazy{info: info, schema: schema, open: open}
+}
+
+type lazy struct {
+	info   base.Info
+	schema base.Schema
+	open   Opener
+
+	mu sync.Mutex
+	dp provider.Dataplane
+}
+
+var errNotConfigured = errors.New("dataplane is not configured yet")
+
+func (l *lazy) Info() base.Info           { return l.info }
+func (l *lazy) ConfigSchema() base.Schema { return l.schema }
+func (l *lazy) Health(context.Context) error {
+	if l.get() == nil {
+		return errNotConfigured
+	}
+	return nil
+}
+
+// Configure opens the dataplane once; a later Configure with the same
+// plugin keeps it (the host re-sends the configuration after restarts of
+// other plugins), since reopening would drop installed SAs.
+func (l *lazy) Configure(ctx context.Context, configJSON []byte) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.dp != nil {
+		return nil
+	}
+	dp, err := l.open(ctx, configJSON)
+	if err != nil {
+		return err
+	}
+	l.dp = dp
+	return nil
+}
+
+func (l *lazy) get() provider.Dataplane {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.dp
+}
+
+func (l *lazy) AllocateSPI(ctx context.Context, src, dst netip.Addr) (uint32, error) {
+	dp := l.get()
+	if dp == nil {
+		return 0, errNotConfigured
+	}
+	return dp.AllocateSPI(ctx, src, dst)
+}
+
+func (l *lazy) InstallSA(ctx context.Context, sa *provider.ChildSA) error {
+	dp := l.get()
+	if dp == nil {
+		return errNotConfigured
+	}
+	return dp.InstallSA(ctx, sa)
+}
+
+func (l *lazy) DeleteSA(ctx context.Context, k provider.SAKey) error {
+	dp := l.get()
+	if dp == nil {
+		return errNotConfigured
+	}
+	return dp.DeleteSA(ctx, k)
+}
+
+func (l *lazy) InstallPolicy(ctx context.Context, p *provider.Policy) error {
+	dp := l.get()
+	if dp == nil {
+		return errNotConfigured
+	}
+	return dp.InstallPolicy(ctx, p)
+}
+
+func (l *lazy) DeletePolicy(ctx context.Context, p *provider.Policy) error {
+	dp := l.get()
+	if dp == nil {
+		return errNotConfigured
+	}
+	return dp.DeletePolicy(ctx, p)
+}
+
+func (l *lazy) Counters(ctx context.Context, keys []provider.SAKey) ([]provider.Counters, error) {
+	dp := l.get()
+	if dp == nil {
+		return nil, errNotConfigured
+	}
+	return dp.Counters(ctx, keys)
+}
+
+func (l *lazy) Events(ctx context.Context) (<-chan provider.Event, error) {
+	dp := l.get()
+	if dp == nil {
+		return nil, errNotConfigured
+	}
+	return dp.Events(ctx)
+}
