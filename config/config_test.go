@@ -491,3 +491,27 @@ func TestProposalsFromTransform(t *testing.T) {
 		t.Error("protocols")
 	}
 }
+
+// README.md documents every block and attribute the decoder accepts.
+func TestReadmeCoversSchema(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*hcl.BodySchema{rootSchema, daemonSchema, pluginSchema, connectionSchema, authSchema, childSchema} {
+		for _, a := range s.Attributes {
+			if !bytes.Contains(readme, []byte("| `"+a.Name+"`")) && !bytes.Contains(readme, []byte("| `"+a.Name+"` (")) {
+				t.Errorf("README.md has no row for attribute %q", a.Name)
+			}
+		}
+		for _, b := range s.Blocks {
+			heading := map[string]string{"local": "## local and remote", "remote": "## local and remote", "config": "| `config { }` |"}[b.Type]
+			if heading == "" {
+				heading = "## " + b.Type
+			}
+			if !bytes.Contains(readme, []byte(heading)) {
+				t.Errorf("README.md does not describe block %q (%q)", b.Type, heading)
+			}
+		}
+	}
+}

@@ -13,7 +13,6 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 
-	"github.com/veil-ipsec/veil/core/ike"
 	"github.com/veil-ipsec/veil/core/provider"
 	"github.com/veil-ipsec/veil/core/transform"
 	"github.com/veil-ipsec/veil/core/ts"
@@ -553,10 +552,11 @@ func (d *decoder) proposals(a *attrs, name string, isIKE bool) []transform.Propo
 				it.s, alg, why, example)
 			continue
 		}
-		p, err := parse(it.s)
-		if err == nil && !isIKE && hasTransform(p, ike.TransformPRF) {
-			err = fmt.Errorf("proposal %q: ESP has no PRF; remove the prf... keyword", it.s)
+		if !isIKE && strings.Contains("-"+strings.ToLower(it.s), "-prf") {
+			a.errorf(it.rng, "Invalid proposal", "ESP proposal %q: ESP has no PRF; remove the prf... keyword.", it.s)
+			continue
 		}
+		p, err := parse(it.s)
 		if err != nil {
 			a.errorf(it.rng, "Invalid proposal", "%s %v. Proposals are algorithm keywords joined by '-', like %q (config/README.md lists them).",
 				kind, err, example)
@@ -808,11 +808,3 @@ func checkListening(a *attrs, dm *Daemon) {
 	}
 }
 
-func hasTransform(p transform.Proposal, t ike.TransformType) bool {
-	for _, x := range p.Transforms {
-		if x.Type == t {
-			return true
-		}
-	}
-	return false
-}
