@@ -807,4 +807,3 @@ func checkListening(a *attrs, dm *Daemon) {
 			"%s is in local_addrs, but the daemon block's listen (%s) has no socket for it. Add it to listen.", ip, joinAddrs(dm.Listen))
 	}
 }
-
