@@ -18,9 +18,9 @@ import (
 // returns the zero value and records a diagnostic at the attribute when the
 // value is wrong, so decoding goes on and every problem is reported.
 type attrs struct {
-	block string // e.g. `connection "db"`, for messages
 	m     hcl.Attributes
 	diags *hcl.Diagnostics
+	bad   map[string]bool // attributes already reported as unreadable
 }
 
 func (a *attrs) errorf(rng hcl.Range, summary, format string, args ...any) {
@@ -56,13 +56,20 @@ func (a *attrs) rng(name string) hcl.Range {
 // attribute is absent, null or wrong (then a diagnostic was recorded).
 func (a *attrs) value(name string, ty cty.Type) (cty.Value, bool) {
 	at := a.m[name]
-	if at == nil {
+	if at == nil || a.bad[name] {
+		return cty.NilVal, false
+	}
+	fail := func() (cty.Value, bool) {
+		if a.bad == nil {
+			a.bad = map[string]bool{}
+		}
+		a.bad[name] = true // report once, however often it is read
 		return cty.NilVal, false
 	}
 	v, d := at.Expr.Value(nil)
 	if d.HasErrors() {
 		*a.diags = append(*a.diags, d...)
-		return cty.NilVal, false
+		return fail()
 	}
 	if v.IsNull() {
 		return cty.NilVal, false
@@ -71,7 +78,7 @@ func (a *attrs) value(name string, ty cty.Type) (cty.Value, bool) {
 	if err != nil || !cv.IsWhollyKnown() {
 		a.errorf(at.Expr.Range(), "Incorrect attribute value type",
 			"Inappropriate value for attribute %q: %s required, got %s.", name, typeName(ty), typeName(v.Type()))
-		return cty.NilVal, false
+		return fail()
 	}
 	return cv, true
 }

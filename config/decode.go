@@ -315,7 +315,7 @@ var logLevels = []string{"debug", "info", "warn", "error"}
 func (d *decoder) daemon(out *Daemon, b *hcl.Block) {
 	c, diags := content(b.Body, daemonSchema, "the daemon block")
 	*d.diags = append(*d.diags, diags...)
-	a := &attrs{block: "daemon", m: c.Attributes, diags: d.diags}
+	a := &attrs{m: c.Attributes, diags: d.diags}
 	out.Range = b.DefRange
 	out.ControlSocket = a.str("control_socket", out.ControlSocket)
 	if !filepath.IsAbs(out.ControlSocket) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -58,8 +59,14 @@ func TestBadConfigGolden(t *testing.T) {
 			if !bytes.Equal(out.Bytes(), want) {
 				t.Errorf("diagnostics for %s differ from %s:\n--- got\n%s\n--- want\n%s", path, golden, out.Bytes(), want)
 			}
-			// Every diagnostic names its place in a file.
+			// Every diagnostic names its place in a file, once.
+			seen := map[string]bool{}
 			for _, d := range diags {
+				key := d.Summary + d.Detail + fmt.Sprint(d.Subject)
+				if seen[key] {
+					t.Errorf("reported twice: %s at %s", d.Summary, d.Subject)
+				}
+				seen[key] = true
 				if d.Subject == nil || d.Subject.Filename == "" || d.Subject.Start.Line == 0 {
 					t.Errorf("diagnostic without a source range: %s: %s", d.Summary, d.Detail)
 				}
