@@ -213,6 +213,7 @@ func TestDirectoryMerge(t *testing.T) {
 		"connection \"b\" {\n  remote_addrs = [\"192.0.2.3\"]\n  local {\n    auth = \"psk\"\n    psk = \"file:/k\"\n  }\n  remote {\n    auth = \"psk\"\n    psk = \"file:/k\"\n  }\n}\n",
 		"\\n", "\n"), "\r", ""))
 	write("notes.txt", "not configuration {")
+	write(".#10-a.hcl", "an editor's lock file {")
 	c := load(t, dir)
 	if c.Daemon.LogLevel != "debug" || c.Dataplane() != "userspace" || len(c.Connections) != 2 ||
 		c.Connections[0].Name != "a" || c.Connections[1].Name != "b" {

@@ -19,7 +19,7 @@ import (
 )
 
 // LoadFile reads a configuration file, or every *.hcl file of a directory
-// (merged, in name order). The returned Config is never nil: its Files are
+// (merged, in name order; hidden files are skipped). The returned Config is never nil: its Files are
 // there for WriteDiagnostics even when diags has errors, but its other
 // fields are only to be used when !diags.HasErrors().
 func LoadFile(path string) (*Config, hcl.Diagnostics) {
@@ -34,7 +34,14 @@ func LoadFile(path string) (*Config, hcl.Diagnostics) {
 	}
 	names := []string{path}
 	if st.IsDir() {
-		names, _ = filepath.Glob(filepath.Join(path, "*.hcl"))
+		all, _ := filepath.Glob(filepath.Join(path, "*.hcl"))
+		names = nil
+		for _, n := range all {
+			// Hidden files are editor locks and swap files, not configuration.
+			if !strings.HasPrefix(filepath.Base(n), ".") {
+				names = append(names, n)
+			}
+		}
 		sort.Strings(names)
 		if len(names) == 0 {
 			return fail("No configuration files", fmt.Sprintf("The directory %s has no *.hcl files.", path))
