@@ -70,6 +70,9 @@ func parseToken(tok string) (ike.Transform, error) {
 	if why, ok := weak[tok]; ok {
 		return ike.Transform{}, fmt.Errorf("%s is refused: %s", tok, why)
 	}
+	if why, ok := unsupported[tok]; ok {
+		return ike.Transform{}, fmt.Errorf("%s: %s", tok, why)
+	}
 	if a, ok := encrAliases[tok]; ok {
 		tok = a
 	}
@@ -109,6 +112,9 @@ func parseToken(tok string) (ike.Transform, error) {
 	if why, ok := weak[tok]; ok {
 		return ike.Transform{}, fmt.Errorf("%s is refused: %s", tok, why)
 	}
+	if why, ok := unsupported[tok]; ok {
+		return ike.Transform{}, fmt.Errorf("%s: %s", tok, why)
+	}
 	for _, a := range keAlgs {
 		if a.name == tok || slices.Contains(a.aliases, tok) {
 			if a.kem && typ == ike.TransformKE {
@@ -129,9 +135,12 @@ func (p *Proposal) has(t ike.TransformType) bool {
 	return false
 }
 
-// complete checks that the proposal can be negotiated and, for IKE without
-// an explicit PRF, derives the PRFs from the integrity algorithms as
-// strongSwan does.
+// complete applies strongSwan's rules (check_proposal in libstrongswan's
+// proposal.c): an IKE proposal without a PRF takes the PRFs matching its
+// integrity algorithms, and one that still has none (AEAD) is refused; ESP
+// drops PRFs; AEAD and classic ciphers never share a proposal; an all-AEAD
+// proposal drops integrity algorithms. Unlike strongSwan, classic ESP
+// without integrity is refused (RFC 8221 §5).
 func (p *Proposal) complete() error {
 	var aead, classic bool
 	for _, t := range p.Transforms {
@@ -143,37 +152,42 @@ func (p *Proposal) complete() error {
 			}
 		}
 	}
-	if !aead && !classic {
-		return errors.New("no encryption algorithm")
-	}
-	if aead && classic {
-		return errors.New("AEAD and non-AEAD encryption cannot share a proposal (RFC 7296 §3.3); write two proposals")
-	}
-	if aead && p.has(ike.TransformINTEG) {
-		return errors.New("an AEAD algorithm provides integrity; remove the integrity algorithm")
-	}
-	if classic && !p.has(ike.TransformINTEG) {
-		return errors.New("no integrity algorithm for a non-AEAD encryption algorithm")
-	}
-	if p.Protocol == ProtoIKE {
-		if !p.has(ike.TransformPRF) {
-			if aead {
-				return errors.New("an AEAD proposal needs a PRF, e.g. prfsha256")
-			}
-			for _, t := range p.Transforms {
-				if t.Type == ike.TransformINTEG {
-					prf := ike.Transform{Type: ike.TransformPRF, ID: findInteg(t.ID).prf}
-					if !containsT(p.Transforms, prf) {
-						p.Transforms = append(p.Transforms, prf)
-					}
+	if p.Protocol == ProtoIKE && !p.has(ike.TransformPRF) {
+		for _, t := range p.Transforms {
+			if t.Type == ike.TransformINTEG {
+				prf := ike.Transform{Type: ike.TransformPRF, ID: findInteg(t.ID).prf}
+				if !containsT(p.Transforms, prf) {
+					p.Transforms = append(p.Transforms, prf)
 				}
 			}
 		}
+	}
+	if p.Protocol == ProtoESP {
+		p.drop(ike.TransformPRF)
+	}
+	switch {
+	case !aead && !classic:
+		return errors.New("an encryption algorithm is mandatory")
+	case aead && classic:
+		return errors.New("classic and combined-mode (AEAD) encryption algorithms can't be contained in the same proposal; write two proposals")
+	case aead:
+		p.drop(ike.TransformINTEG) // AEAD provides integrity (RFC 5282 §8)
+	case !p.has(ike.TransformINTEG):
+		return errors.New("an integrity algorithm is mandatory with classic (non-AEAD) encryption")
+	}
+	if p.Protocol == ProtoIKE {
+		if !p.has(ike.TransformPRF) {
+			return errors.New("a PRF algorithm is mandatory in IKE proposals (AEAD has no integrity algorithm to take it from): add e.g. prfsha256")
+		}
 		if !p.has(ike.TransformKE) {
-			return errors.New("no key exchange method")
+			return errors.New("a key exchange method is mandatory in IKE proposals, e.g. x25519")
 		}
 	}
 	return nil
+}
+
+func (p *Proposal) drop(typ ike.TransformType) {
+	p.Transforms = slices.DeleteFunc(p.Transforms, func(t ike.Transform) bool { return t.Type == typ })
 }
 
 // String prints the proposal back in strongSwan's syntax.
@@ -233,6 +247,9 @@ func transformName(t ike.Transform) string {
 		if a := findKE(t.ID); a != nil {
 			return prefix + a.name
 		}
+	}
+	if name, ok := weakNames[weakKey{t.Type, t.ID}]; ok {
+		return name
 	}
 	return fmt.Sprintf("%v:%d", t.Type, t.ID)
 }

@@ -62,7 +62,7 @@ var encrAlgs = []encrAlg{
 var encrAliases = map[string]string{
 	"aes128gcm": "aes128gcm16", "aes128gcm128": "aes128gcm16",
 	"aes256gcm": "aes256gcm16", "aes256gcm128": "aes256gcm16",
-	"chacha20": "chacha20poly1305",
+	"chacha20": "chacha20poly1305", "aes": "aes128",
 }
 
 func findEncr(id uint16, keyBits int) *encrAlg {
@@ -169,6 +169,34 @@ var weak = map[string]string{
 	"modp1024s160": "group 22 has a small subgroup of doubtful origin (RFC 8247)",
 	"modp2048s224": "group 23 has a small subgroup of doubtful origin (RFC 8247)",
 	"modp2048s256": "group 24 has a small subgroup of doubtful origin (RFC 8247)",
+	"sha1_160":     "SHA-1 integrity is deprecated (RFC 8247)",
+	"ecp192":       "ECP-192 (group 25) is too small (RFC 8247)",
+	"null":         "encryption NULL gives no confidentiality",
 }
 
-var _ = ike.TransformENCR
+// unsupported lists keywords strongSwan knows that Veil does not implement.
+var unsupported = map[string]string{
+	"mlkem512":    "ML-KEM-512 is not implemented (Go's crypto/mlkem has ML-KEM-768 and ML-KEM-1024)",
+	"aes192":      "AES-192 is not implemented; use aes128 or aes256",
+	"aes192gcm16": "AES-192 is not implemented; use aes128gcm16 or aes256gcm16",
+	"aes128gcm8":  "8-byte ICVs are too short; use aes128gcm16",
+	"aes128gcm12": "12-byte ICVs are not implemented; use aes128gcm16",
+	"aes256gcm8":  "8-byte ICVs are too short; use aes256gcm16",
+	"aes256gcm12": "12-byte ICVs are not implemented; use aes256gcm16",
+}
+
+type weakKey struct {
+	typ ike.TransformType
+	id  uint16
+}
+
+// weakNames names, for operators reading a mismatch error, weak transforms
+// a peer may offer (IANA IKEv2 transform IDs). They are never negotiated:
+// Select only accepts rows of the tables above.
+var weakNames = map[weakKey]string{
+	{ike.TransformENCR, 2}: "des", {ike.TransformENCR, 3}: "3des",
+	{ike.TransformPRF, 1}: "prfmd5", {ike.TransformPRF, 2}: "prfsha1",
+	{ike.TransformINTEG, 1}: "md5", {ike.TransformINTEG, 2}: "sha1",
+	{ike.TransformKE, 1}: "modp768", {ike.TransformKE, 2}: "modp1024", {ike.TransformKE, 5}: "modp1536",
+	{ike.TransformKE, 22}: "modp1024s160", {ike.TransformKE, 23}: "modp2048s224", {ike.TransformKE, 24}: "modp2048s256",
+}

@@ -28,6 +28,12 @@ func TestProposalRoundTrip(t *testing.T) {
 		{ProtoESP, "chacha20poly1305", ""},
 		{ProtoESP, "aes128-sha256-x25519", ""},
 		{ProtoESP, "aes256-sha512-sha384", ""},
+		// strongSwan's rules: the PRF comes from the integrity algorithm before
+		// an all-AEAD proposal drops integrity; ESP drops PRFs.
+		{ProtoIKE, "aes256gcm16-sha384-x25519", "aes256gcm16-prfsha384-x25519"},
+		{ProtoIKE, "aes128gcm16-sha256-prfsha256-x25519", "aes128gcm16-prfsha256-x25519"},
+		{ProtoESP, "aes128gcm16-prfsha256", "aes128gcm16"},
+		{ProtoESP, "AES-SHA256", "aes128-sha256"},
 	} {
 		p, err := ParseProposal(tc.proto, tc.in)
 		if err != nil {
@@ -59,10 +65,14 @@ func TestProposalErrors(t *testing.T) {
 		{ProtoIKE, "aes128-sha1-modp2048", "sha1 is refused"},
 		{ProtoIKE, "aes128-sha256-modp1024", "modp1024 is refused"},
 		{ProtoIKE, "aes128-sha256-modp2048s256", "refused"},
-		{ProtoIKE, "aes128gcm16-x25519", "needs a PRF"},
-		{ProtoIKE, "aes128gcm16-prfsha256", "no key exchange"},
-		{ProtoIKE, "aes128-prfsha256-x25519", "no integrity"},
-		{ProtoIKE, "aes128gcm16-sha256-prfsha256-x25519", "provides integrity"},
+		{ProtoIKE, "aes128gcm16-x25519", "a PRF algorithm is mandatory"},
+		{ProtoIKE, "aes128gcm16-aes128-sha256-x25519", "classic and combined-mode"},
+		{ProtoESP, "aes128", "integrity algorithm is mandatory"},
+		{ProtoESP, "esn", "encryption algorithm is mandatory"},
+		{ProtoIKE, "aes256gcm16-prfsha256-ke1_mlkem512", "ML-KEM-512 is not implemented"},
+		{ProtoIKE, "aes256gcm16-prfsha256-ecp192", "ecp192 is refused"},
+		{ProtoIKE, "aes128gcm16-prfsha256", "key exchange method is mandatory"},
+		{ProtoIKE, "aes128-prfsha256-x25519", "integrity algorithm is mandatory"},
 		{ProtoIKE, "aes128gcm16-prfsha256-mlkem768", "ke1_mlkem768"},
 		{ProtoIKE, "aes128gcm16-prfsha256-x25519-esn", "ESP only"},
 		{ProtoIKE, "rot13-prfsha256-x25519", "unknown algorithm"},
@@ -156,23 +166,36 @@ func TestKeyExchangeAgreement(t *testing.T) {
 
 // RFC 6989 §2.1: the MODP peer value must satisfy 1 < y < p-1.
 func TestMODPRejectsBadPeerValues(t *testing.T) {
-	ke, _ := NewKeyExchange(KEMODP2048)
-	p := modpPrime(KEMODP2048)
-	n := 256
-	pm1 := new(bigInt).Sub(p, one())
-	for name, y := range map[string][]byte{
-		"0":   make([]byte, n),
-		"1":   one().FillBytes(make([]byte, n)),
-		"p-1": pm1.FillBytes(make([]byte, n)),
-		"p":   p.FillBytes(make([]byte, n)),
-		">p":  bytes.Repeat([]byte{0xff}, n),
-	} {
-		if _, err := ke.SharedSecret(y); !errors.Is(err, ErrBadPublicValue) {
-			t.Errorf("y=%s accepted: %v", name, err)
+	for _, m := range []uint16{KEMODP2048, KEMODP3072, KEMODP4096} {
+		ke, err := NewKeyExchange(m)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	if _, err := ke.SharedSecret(make([]byte, 100)); err == nil {
-		t.Error("short value accepted")
+		p := modpPrime(m)
+		n := KEDataLen(m)
+		pm1 := new(bigInt).Sub(p, one())
+		for name, y := range map[string][]byte{
+			"0":   make([]byte, n),
+			"1":   one().FillBytes(make([]byte, n)),
+			"p-1": pm1.FillBytes(make([]byte, n)),
+			"p":   p.FillBytes(make([]byte, n)),
+			">p":  bytes.Repeat([]byte{0xff}, n),
+		} {
+			if _, err := ke.SharedSecret(y); !errors.Is(err, ErrBadPublicValue) {
+				t.Errorf("group %d: y=%s accepted: %v", m, name, err)
+			}
+			if _, _, err := RespondKeyExchange(m, y); !errors.Is(err, ErrBadPublicValue) {
+				t.Errorf("group %d: responder took y=%s: %v", m, name, err)
+			}
+		}
+		if _, err := ke.SharedSecret(make([]byte, 100)); err == nil {
+			t.Errorf("group %d: short value accepted", m)
+		}
+		// 2 and p-2 are the extremes that are allowed.
+		two := big2().FillBytes(make([]byte, n))
+		if _, err := ke.SharedSecret(two); err != nil {
+			t.Errorf("group %d: y=2 refused: %v", m, err)
+		}
 	}
 }
 
