@@ -338,7 +338,11 @@ func (d *decoder) daemon(out *Daemon, b *hcl.Block) {
 	out.IKEPort = uint16(a.integer("ike_port", DefaultIKEPort, 1, 65535))
 	out.NATTPort = uint16(a.integer("natt_port", DefaultNATTPort, 1, 65535))
 	if out.IKEPort == out.NATTPort {
-		a.errorf(a.rng("natt_port"), "Invalid value", "natt_port must differ from ike_port (%d).", out.IKEPort)
+		rng := a.rng("natt_port")
+		if !a.has("natt_port") {
+			rng = a.rng("ike_port")
+		}
+		a.errorf(rng, "Invalid value", "natt_port must differ from ike_port (%d).", out.IKEPort)
 	}
 	out.LogLevel = a.oneOf("log_level", DefaultLogLevel, logLevels...)
 	if m, ok := a.stringMap("log_levels"); ok {

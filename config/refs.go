@@ -55,7 +55,7 @@ func checkRef(a *attrs, what string, it listItem, keystores map[string]bool) {
 	switch scheme {
 	case builtinKeystore:
 		if !filepath.IsAbs(rest) {
-			a.errorf(it.rng, "Invalid key reference", "file: references need an absolute path, like \"file:/etc/veil/%s\".", strings.TrimPrefix(rest, "./"))
+			a.errorf(it.rng, "Invalid key reference", "file: references need an absolute path, like \"file:/%s\".", strings.TrimLeft(rest, "./"))
 		}
 		return
 	case "pkcs11":
