@@ -95,6 +95,12 @@ type saPair struct {
 func protect(t *testing.T, a, b *host, aAddr, bAddr netip.Addr, proto uint8, port uint16, reqid uint32,
 	mode provider.Mode, encap *provider.UDPEncap, encr string, keyLen int) saPair {
 	t.Helper()
+	return protectESN(t, a, b, aAddr, bAddr, proto, port, reqid, mode, encap, encr, keyLen, true)
+}
+
+func protectESN(t *testing.T, a, b *host, aAddr, bAddr netip.Addr, proto uint8, port uint16, reqid uint32,
+	mode provider.Mode, encap *provider.UDPEncap, encr string, keyLen int, esn bool) saPair {
+	t.Helper()
 	ctx := context.Background()
 	k1, k2 := make([]byte, keyLen), make([]byte, keyLen)
 	rand.Read(k1)
@@ -102,7 +108,7 @@ func protect(t *testing.T, a, b *host, aAddr, bAddr netip.Addr, proto uint8, por
 	spiAB, spiBA := 0x1000+reqid, 0x2000+reqid
 	mk := func(spi uint32, inbound bool, src, dst netip.Addr, key []byte) *provider.ChildSA {
 		return &provider.ChildSA{ReqID: reqid, SPI: spi, Inbound: inbound, Src: src, Dst: dst, Mode: mode,
-			Encryption: encr, EncKey: append([]byte(nil), key...), ESN: true, ReplayWindow: 1024, Encap: encap}
+			Encryption: encr, EncKey: append([]byte(nil), key...), ESN: esn, ReplayWindow: 1024, Encap: encap}
 	}
 	aTun, bTun := aAddr, bAddr // tunnel endpoints
 	if mode == provider.Tunnel {
@@ -155,7 +161,7 @@ func capture(t *testing.T, ns *netns.NS, ifname string) (path string, stop func(
 	t.Helper()
 	path = filepath.Join(t.TempDir(), "cap.pcap")
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := ns.Command(ctx, "tcpdump", "-i", ifname, "-nn", "-U", "-s", "256", "-w", path)
+	cmd := ns.Command(ctx, "tcpdump", "-i", ifname, "-nn", "-U", "--immediate-mode", "-B", "16384", "-s", "256", "-w", path)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -168,7 +174,19 @@ func capture(t *testing.T, ns *netns.NS, ifname string) (path string, stop func(
 			return
 		}
 		stopped = true
-		time.Sleep(300 * time.Millisecond)
+		// tcpdump drops what it has not yet read when interrupted: wait
+		// until the file stops growing.
+		var last int64 = -1
+		for i := 0; i < 100; i++ {
+			time.Sleep(300 * time.Millisecond)
+			st, err := os.Stat(path)
+			if err == nil && st.Size() == last {
+				break
+			}
+			if err == nil {
+				last = st.Size()
+			}
+		}
 		cmd.Process.Signal(os.Interrupt)
 		done := make(chan struct{})
 		go func() { cmd.Wait(); close(done) }()
@@ -179,6 +197,7 @@ func capture(t *testing.T, ns *netns.NS, ifname string) (path string, stop func(
 			<-done
 		}
 		cancel()
+		t.Logf("tcpdump: %s", stderr.String())
 	}
 	t.Cleanup(stop)
 	return path, stop
