@@ -69,8 +69,9 @@ func benchAuthVerify(b *testing.B, verify func(*auth.Client, context.Context, *a
 		}
 	})
 	b.StopTimer()
-	cpu := (selfCPU() - hostCPU) + (procCPU(b, pid) - pluginCPU)
-	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-us/op")
+	host, plugin := selfCPU()-hostCPU, procCPU(b, pid)-pluginCPU
+	b.ReportMetric(float64((host+plugin).Microseconds())/float64(b.N), "cpu-us/op")
+	b.ReportMetric(float64(host.Microseconds())/float64(b.N), "host-cpu-us/op")
 }
 
 func selfCPU() time.Duration {

@@ -647,3 +647,44 @@ func itoa(v uint32) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// TestCrashLoggedWithStderr: a plugin that dies of a panic outside any call
+// is restarted, and the host's log shows the panic from the plugin's stderr.
+func TestCrashLoggedWithStderr(t *testing.T) {
+	t.Setenv("VEIL_TESTPLUGIN", "garbage")
+	h, logs := newHost(t)
+	if err := h.Start(context.Background(), "auth", "garbage", testPluginBin); err != nil {
+		t.Fatal(err)
+	}
+	inst, _ := h.instance("auth", "garbage")
+	old := inst.pid()
+	a, _ := h.Authenticator("garbage")
+	req := *pskRequest
+	req.Connection = "crash"
+	if _, err := a.Make(context.Background(), &req); err == nil {
+		t.Fatal("Make on a crashing plugin succeeded")
+	} else if !cleanCallError(err) {
+		t.Fatalf("unclean error: %v", err)
+	}
+	waitRestarted(t, h, "auth", "garbage", old)
+	req.Connection = "fine"
+	waitSucceeds(t, "Make after the crash", func() error { _, err := a.Make(context.Background(), &req); return err })
+	if !strings.Contains(logs.String(), "testplugin crashed on purpose") {
+		t.Errorf("the plugin's panic is not in the host's log:\n%s", logs.String())
+	}
+}
+
+// TestHungHealthRestarts: a plugin that stops answering health checks is
+// restarted after HealthFailures checks in a row.
+func TestHungHealthRestarts(t *testing.T) {
+	t.Setenv("VEIL_TESTPLUGIN", "hang-health")
+	h, logs := newHost(t)
+	if err := h.Start(context.Background(), "auth", "hung", testPluginBin); err != nil {
+		t.Fatal(err)
+	}
+	inst, _ := h.instance("auth", "hung")
+	waitRestarted(t, h, "auth", "hung", inst.pid())
+	if !strings.Contains(logs.String(), "health checks failed in a row") {
+		t.Errorf("restart reason not logged:\n%s", logs.String())
+	}
+}

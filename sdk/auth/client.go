@@ -20,15 +20,15 @@ import (
 type Client struct {
 	*base.Client
 	rpc    pb.AuthClient
-	stream *mux.Client[pb.AuthCall, pb.AuthReply]
+	stream *mux.Client[pb.AuthCall, pb.AuthReply, pb.AuthCalls, pb.AuthReplies]
 }
 
 // NewClient opens the call stream on conn.
 func NewClient(conn grpc.ClientConnInterface) (*Client, error) {
 	rpc := pb.NewAuthClient(conn)
-	s, err := mux.NewClient(func(ctx context.Context) (mux.ClientStream[pb.AuthCall, pb.AuthReply], error) {
+	s, err := mux.NewClient(func(ctx context.Context) (mux.ClientStream[pb.AuthCalls, pb.AuthReplies], error) {
 		return rpc.Stream(ctx)
-	}, (*pb.AuthReply).GetId)
+	}, streamCodec)
 	if err != nil {
 		return nil, fmt.Errorf("opening auth stream: %w", err)
 	}

@@ -37,10 +37,18 @@ type server struct {
 	impl Authenticator
 }
 
-func (s *server) Stream(st grpc.BidiStreamingServer[pb.AuthCall, pb.AuthReply]) error {
-	return mux.Serve(st,
-		func(c *pb.AuthCall) time.Duration { return time.Duration(c.GetTimeoutMs()) * time.Millisecond },
-		s.handle,
+// streamCodec fits the generated stream types to the multiplexer.
+var streamCodec = mux.Codec[pb.AuthCall, pb.AuthReply, pb.AuthCalls, pb.AuthReplies]{
+	ReplyID:     (*pb.AuthReply).GetId,
+	Timeout:     func(c *pb.AuthCall) time.Duration { return time.Duration(c.GetTimeoutMs()) * time.Millisecond },
+	WrapCalls:   func(cs []*pb.AuthCall) *pb.AuthCalls { return &pb.AuthCalls{Calls: cs} },
+	UnwrapCalls: (*pb.AuthCalls).GetCalls,
+	WrapReplies: func(rs []*pb.AuthReply) *pb.AuthReplies { return &pb.AuthReplies{Replies: rs} },
+	Unwrap:      (*pb.AuthReplies).GetReplies,
+}
+
+func (s *server) Stream(st grpc.BidiStreamingServer[pb.AuthCalls, pb.AuthReplies]) error {
+	return mux.Serve(st, streamCodec, s.handle,
 		func(c *pb.AuthCall, p any) *pb.AuthReply {
 			return &pb.AuthReply{Id: c.GetId(), Error: fmt.Sprintf("plugin panicked: %v", p)}
 		})

@@ -22,15 +22,15 @@ import (
 type Client struct {
 	*base.Client
 	rpc    pb.KeystoreClient
-	stream *mux.Client[pb.KeystoreCall, pb.KeystoreReply]
+	stream *mux.Client[pb.KeystoreCall, pb.KeystoreReply, pb.KeystoreCalls, pb.KeystoreReplies]
 }
 
 // NewClient opens the signing stream on conn.
 func NewClient(conn grpc.ClientConnInterface) (*Client, error) {
 	rpc := pb.NewKeystoreClient(conn)
-	s, err := mux.NewClient(func(ctx context.Context) (mux.ClientStream[pb.KeystoreCall, pb.KeystoreReply], error) {
+	s, err := mux.NewClient(func(ctx context.Context) (mux.ClientStream[pb.KeystoreCalls, pb.KeystoreReplies], error) {
 		return rpc.Stream(ctx)
-	}, (*pb.KeystoreReply).GetId)
+	}, streamCodec)
 	if err != nil {
 		return nil, fmt.Errorf("opening keystore stream: %w", err)
 	}

@@ -60,10 +60,18 @@ func (s *server) Public(ctx context.Context, r *pb.KeyRef) (_ *pb.PublicReply, e
 	return &pb.PublicReply{Pkix: der}, nil
 }
 
-func (s *server) Stream(st grpc.BidiStreamingServer[pb.KeystoreCall, pb.KeystoreReply]) error {
-	return mux.Serve(st,
-		func(c *pb.KeystoreCall) time.Duration { return time.Duration(c.GetTimeoutMs()) * time.Millisecond },
-		s.handle,
+// streamCodec fits the generated stream types to the multiplexer.
+var streamCodec = mux.Codec[pb.KeystoreCall, pb.KeystoreReply, pb.KeystoreCalls, pb.KeystoreReplies]{
+	ReplyID:     (*pb.KeystoreReply).GetId,
+	Timeout:     func(c *pb.KeystoreCall) time.Duration { return time.Duration(c.GetTimeoutMs()) * time.Millisecond },
+	WrapCalls:   func(cs []*pb.KeystoreCall) *pb.KeystoreCalls { return &pb.KeystoreCalls{Calls: cs} },
+	UnwrapCalls: (*pb.KeystoreCalls).GetCalls,
+	WrapReplies: func(rs []*pb.KeystoreReply) *pb.KeystoreReplies { return &pb.KeystoreReplies{Replies: rs} },
+	Unwrap:      (*pb.KeystoreReplies).GetReplies,
+}
+
+func (s *server) Stream(st grpc.BidiStreamingServer[pb.KeystoreCalls, pb.KeystoreReplies]) error {
+	return mux.Serve(st, streamCodec, s.handle,
 		func(c *pb.KeystoreCall, p any) *pb.KeystoreReply {
 			return &pb.KeystoreReply{Id: c.GetId(), Error: fmt.Sprintf("plugin panicked: %v", p)}
 		})

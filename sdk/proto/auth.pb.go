@@ -413,6 +413,98 @@ func (x *AuthReply) GetResult() *AuthResult {
 	return nil
 }
 
+// Calls and replies travel in batches: under load, whatever has queued up
+// while the previous batch was written goes out as one message, which
+// spreads the per-message cost (HTTP/2 frame, TLS record, system call) over
+// many calls. An idle caller's batch holds one call; nothing waits to fill.
+type AuthCalls struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Calls         []*AuthCall            `protobuf:"bytes,1,rep,name=calls,proto3" json:"calls,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthCalls) Reset() {
+	*x = AuthCalls{}
+	mi := &file_auth_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthCalls) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthCalls) ProtoMessage() {}
+
+func (x *AuthCalls) ProtoReflect() protoreflect.Message {
+	mi := &file_auth_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthCalls.ProtoReflect.Descriptor instead.
+func (*AuthCalls) Descriptor() ([]byte, []int) {
+	return file_auth_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *AuthCalls) GetCalls() []*AuthCall {
+	if x != nil {
+		return x.Calls
+	}
+	return nil
+}
+
+type AuthReplies struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Replies       []*AuthReply           `protobuf:"bytes,1,rep,name=replies,proto3" json:"replies,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthReplies) Reset() {
+	*x = AuthReplies{}
+	mi := &file_auth_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthReplies) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthReplies) ProtoMessage() {}
+
+func (x *AuthReplies) ProtoReflect() protoreflect.Message {
+	mi := &file_auth_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthReplies.ProtoReflect.Descriptor instead.
+func (*AuthReplies) Descriptor() ([]byte, []int) {
+	return file_auth_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *AuthReplies) GetReplies() []*AuthReply {
+	if x != nil {
+		return x.Replies
+	}
+	return nil
+}
+
 var File_auth_proto protoreflect.FileDescriptor
 
 const file_auth_proto_rawDesc = "" +
@@ -451,9 +543,13 @@ const file_auth_proto_rawDesc = "" +
 	"\tAuthReply\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x122\n" +
-	"\x06result\x18\x03 \x01(\v2\x1a.veil.plugin.v1.AuthResultR\x06result2\x8b\x01\n" +
-	"\x04Auth\x12A\n" +
-	"\x06Stream\x12\x18.veil.plugin.v1.AuthCall\x1a\x19.veil.plugin.v1.AuthReply(\x010\x01\x12@\n" +
+	"\x06result\x18\x03 \x01(\v2\x1a.veil.plugin.v1.AuthResultR\x06result\";\n" +
+	"\tAuthCalls\x12.\n" +
+	"\x05calls\x18\x01 \x03(\v2\x18.veil.plugin.v1.AuthCallR\x05calls\"B\n" +
+	"\vAuthReplies\x123\n" +
+	"\areplies\x18\x01 \x03(\v2\x19.veil.plugin.v1.AuthReplyR\areplies2\x8e\x01\n" +
+	"\x04Auth\x12D\n" +
+	"\x06Stream\x12\x19.veil.plugin.v1.AuthCalls\x1a\x1b.veil.plugin.v1.AuthReplies(\x010\x01\x12@\n" +
 	"\x06Verify\x12\x1b.veil.plugin.v1.AuthRequest\x1a\x19.veil.plugin.v1.AuthReplyB/Z-github.com/veil-ipsec/veil/sdk/proto;pluginpbb\x06proto3"
 
 var (
@@ -468,13 +564,15 @@ func file_auth_proto_rawDescGZIP() []byte {
 	return file_auth_proto_rawDescData
 }
 
-var file_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_auth_proto_goTypes = []any{
 	(*Identity)(nil),    // 0: veil.plugin.v1.Identity
 	(*AuthRequest)(nil), // 1: veil.plugin.v1.AuthRequest
 	(*AuthResult)(nil),  // 2: veil.plugin.v1.AuthResult
 	(*AuthCall)(nil),    // 3: veil.plugin.v1.AuthCall
 	(*AuthReply)(nil),   // 4: veil.plugin.v1.AuthReply
+	(*AuthCalls)(nil),   // 5: veil.plugin.v1.AuthCalls
+	(*AuthReplies)(nil), // 6: veil.plugin.v1.AuthReplies
 }
 var file_auth_proto_depIdxs = []int32{
 	0, // 0: veil.plugin.v1.AuthRequest.local_id:type_name -> veil.plugin.v1.Identity
@@ -482,15 +580,17 @@ var file_auth_proto_depIdxs = []int32{
 	1, // 2: veil.plugin.v1.AuthCall.make:type_name -> veil.plugin.v1.AuthRequest
 	1, // 3: veil.plugin.v1.AuthCall.verify:type_name -> veil.plugin.v1.AuthRequest
 	2, // 4: veil.plugin.v1.AuthReply.result:type_name -> veil.plugin.v1.AuthResult
-	3, // 5: veil.plugin.v1.Auth.Stream:input_type -> veil.plugin.v1.AuthCall
-	1, // 6: veil.plugin.v1.Auth.Verify:input_type -> veil.plugin.v1.AuthRequest
-	4, // 7: veil.plugin.v1.Auth.Stream:output_type -> veil.plugin.v1.AuthReply
-	4, // 8: veil.plugin.v1.Auth.Verify:output_type -> veil.plugin.v1.AuthReply
-	7, // [7:9] is the sub-list for method output_type
-	5, // [5:7] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	3, // 5: veil.plugin.v1.AuthCalls.calls:type_name -> veil.plugin.v1.AuthCall
+	4, // 6: veil.plugin.v1.AuthReplies.replies:type_name -> veil.plugin.v1.AuthReply
+	5, // 7: veil.plugin.v1.Auth.Stream:input_type -> veil.plugin.v1.AuthCalls
+	1, // 8: veil.plugin.v1.Auth.Verify:input_type -> veil.plugin.v1.AuthRequest
+	6, // 9: veil.plugin.v1.Auth.Stream:output_type -> veil.plugin.v1.AuthReplies
+	4, // 10: veil.plugin.v1.Auth.Verify:output_type -> veil.plugin.v1.AuthReply
+	9, // [9:11] is the sub-list for method output_type
+	7, // [7:9] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_auth_proto_init() }
@@ -508,7 +608,7 @@ func file_auth_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_auth_proto_rawDesc), len(file_auth_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

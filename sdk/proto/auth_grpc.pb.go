@@ -32,7 +32,7 @@ type AuthClient interface {
 	// Stream carries every Make and Verify of the plugin's life: one stream,
 	// many concurrent calls told apart by id (one unary RPC per handshake costs
 	// several times more CPU).
-	Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AuthCall, AuthReply], error)
+	Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AuthCalls, AuthReplies], error)
 	// Verify as a unary call: kept for comparison benchmarks and simple clients.
 	Verify(ctx context.Context, in *AuthRequest, opts ...grpc.CallOption) (*AuthReply, error)
 }
@@ -45,18 +45,18 @@ func NewAuthClient(cc grpc.ClientConnInterface) AuthClient {
 	return &authClient{cc}
 }
 
-func (c *authClient) Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AuthCall, AuthReply], error) {
+func (c *authClient) Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AuthCalls, AuthReplies], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &Auth_ServiceDesc.Streams[0], Auth_Stream_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
-	x := &grpc.GenericClientStream[AuthCall, AuthReply]{ClientStream: stream}
+	x := &grpc.GenericClientStream[AuthCalls, AuthReplies]{ClientStream: stream}
 	return x, nil
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Auth_StreamClient = grpc.BidiStreamingClient[AuthCall, AuthReply]
+type Auth_StreamClient = grpc.BidiStreamingClient[AuthCalls, AuthReplies]
 
 func (c *authClient) Verify(ctx context.Context, in *AuthRequest, opts ...grpc.CallOption) (*AuthReply, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -75,7 +75,7 @@ type AuthServer interface {
 	// Stream carries every Make and Verify of the plugin's life: one stream,
 	// many concurrent calls told apart by id (one unary RPC per handshake costs
 	// several times more CPU).
-	Stream(grpc.BidiStreamingServer[AuthCall, AuthReply]) error
+	Stream(grpc.BidiStreamingServer[AuthCalls, AuthReplies]) error
 	// Verify as a unary call: kept for comparison benchmarks and simple clients.
 	Verify(context.Context, *AuthRequest) (*AuthReply, error)
 	mustEmbedUnimplementedAuthServer()
@@ -88,7 +88,7 @@ type AuthServer interface {
 // pointer dereference when methods are called.
 type UnimplementedAuthServer struct{}
 
-func (UnimplementedAuthServer) Stream(grpc.BidiStreamingServer[AuthCall, AuthReply]) error {
+func (UnimplementedAuthServer) Stream(grpc.BidiStreamingServer[AuthCalls, AuthReplies]) error {
 	return status.Errorf(codes.Unimplemented, "method Stream not implemented")
 }
 func (UnimplementedAuthServer) Verify(context.Context, *AuthRequest) (*AuthReply, error) {
@@ -116,11 +116,11 @@ func RegisterAuthServer(s grpc.ServiceRegistrar, srv AuthServer) {
 }
 
 func _Auth_Stream_Handler(srv interface{}, stream grpc.ServerStream) error {
-	return srv.(AuthServer).Stream(&grpc.GenericServerStream[AuthCall, AuthReply]{ServerStream: stream})
+	return srv.(AuthServer).Stream(&grpc.GenericServerStream[AuthCalls, AuthReplies]{ServerStream: stream})
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Auth_StreamServer = grpc.BidiStreamingServer[AuthCall, AuthReply]
+type Auth_StreamServer = grpc.BidiStreamingServer[AuthCalls, AuthReplies]
 
 func _Auth_Verify_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(AuthRequest)

@@ -356,6 +356,98 @@ func (x *KeystoreReply) GetSignature() []byte {
 	return nil
 }
 
+// Calls and replies travel in batches: under load, whatever has queued up
+// while the previous batch was written goes out as one message, which
+// spreads the per-message cost (HTTP/2 frame, TLS record, system call) over
+// many calls. An idle caller's batch holds one call; nothing waits to fill.
+type KeystoreCalls struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Calls         []*KeystoreCall        `protobuf:"bytes,1,rep,name=calls,proto3" json:"calls,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeystoreCalls) Reset() {
+	*x = KeystoreCalls{}
+	mi := &file_keystore_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeystoreCalls) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeystoreCalls) ProtoMessage() {}
+
+func (x *KeystoreCalls) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeystoreCalls.ProtoReflect.Descriptor instead.
+func (*KeystoreCalls) Descriptor() ([]byte, []int) {
+	return file_keystore_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *KeystoreCalls) GetCalls() []*KeystoreCall {
+	if x != nil {
+		return x.Calls
+	}
+	return nil
+}
+
+type KeystoreReplies struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Replies       []*KeystoreReply       `protobuf:"bytes,1,rep,name=replies,proto3" json:"replies,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeystoreReplies) Reset() {
+	*x = KeystoreReplies{}
+	mi := &file_keystore_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeystoreReplies) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeystoreReplies) ProtoMessage() {}
+
+func (x *KeystoreReplies) ProtoReflect() protoreflect.Message {
+	mi := &file_keystore_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeystoreReplies.ProtoReflect.Descriptor instead.
+func (*KeystoreReplies) Descriptor() ([]byte, []int) {
+	return file_keystore_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *KeystoreReplies) GetReplies() []*KeystoreReply {
+	if x != nil {
+		return x.Replies
+	}
+	return nil
+}
+
 var File_keystore_proto protoreflect.FileDescriptor
 
 const file_keystore_proto_rawDesc = "" +
@@ -381,11 +473,15 @@ const file_keystore_proto_rawDesc = "" +
 	"\rKeystoreReply\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x12\x1c\n" +
-	"\tsignature\x18\x03 \x01(\fR\tsignature2\xd3\x01\n" +
+	"\tsignature\x18\x03 \x01(\fR\tsignature\"C\n" +
+	"\rKeystoreCalls\x122\n" +
+	"\x05calls\x18\x01 \x03(\v2\x1c.veil.plugin.v1.KeystoreCallR\x05calls\"J\n" +
+	"\x0fKeystoreReplies\x127\n" +
+	"\areplies\x18\x01 \x03(\v2\x1d.veil.plugin.v1.KeystoreReplyR\areplies2\xd6\x01\n" +
 	"\bKeystore\x12=\n" +
 	"\x06Secret\x12\x16.veil.plugin.v1.KeyRef\x1a\x1b.veil.plugin.v1.SecretReply\x12=\n" +
-	"\x06Public\x12\x16.veil.plugin.v1.KeyRef\x1a\x1b.veil.plugin.v1.PublicReply\x12I\n" +
-	"\x06Stream\x12\x1c.veil.plugin.v1.KeystoreCall\x1a\x1d.veil.plugin.v1.KeystoreReply(\x010\x01B/Z-github.com/veil-ipsec/veil/sdk/proto;pluginpbb\x06proto3"
+	"\x06Public\x12\x16.veil.plugin.v1.KeyRef\x1a\x1b.veil.plugin.v1.PublicReply\x12L\n" +
+	"\x06Stream\x12\x1d.veil.plugin.v1.KeystoreCalls\x1a\x1f.veil.plugin.v1.KeystoreReplies(\x010\x01B/Z-github.com/veil-ipsec/veil/sdk/proto;pluginpbb\x06proto3"
 
 var (
 	file_keystore_proto_rawDescOnce sync.Once
@@ -399,28 +495,32 @@ func file_keystore_proto_rawDescGZIP() []byte {
 	return file_keystore_proto_rawDescData
 }
 
-var file_keystore_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_keystore_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_keystore_proto_goTypes = []any{
-	(*KeyRef)(nil),        // 0: veil.plugin.v1.KeyRef
-	(*SecretReply)(nil),   // 1: veil.plugin.v1.SecretReply
-	(*PublicReply)(nil),   // 2: veil.plugin.v1.PublicReply
-	(*SignRequest)(nil),   // 3: veil.plugin.v1.SignRequest
-	(*KeystoreCall)(nil),  // 4: veil.plugin.v1.KeystoreCall
-	(*KeystoreReply)(nil), // 5: veil.plugin.v1.KeystoreReply
+	(*KeyRef)(nil),          // 0: veil.plugin.v1.KeyRef
+	(*SecretReply)(nil),     // 1: veil.plugin.v1.SecretReply
+	(*PublicReply)(nil),     // 2: veil.plugin.v1.PublicReply
+	(*SignRequest)(nil),     // 3: veil.plugin.v1.SignRequest
+	(*KeystoreCall)(nil),    // 4: veil.plugin.v1.KeystoreCall
+	(*KeystoreReply)(nil),   // 5: veil.plugin.v1.KeystoreReply
+	(*KeystoreCalls)(nil),   // 6: veil.plugin.v1.KeystoreCalls
+	(*KeystoreReplies)(nil), // 7: veil.plugin.v1.KeystoreReplies
 }
 var file_keystore_proto_depIdxs = []int32{
 	3, // 0: veil.plugin.v1.KeystoreCall.sign:type_name -> veil.plugin.v1.SignRequest
-	0, // 1: veil.plugin.v1.Keystore.Secret:input_type -> veil.plugin.v1.KeyRef
-	0, // 2: veil.plugin.v1.Keystore.Public:input_type -> veil.plugin.v1.KeyRef
-	4, // 3: veil.plugin.v1.Keystore.Stream:input_type -> veil.plugin.v1.KeystoreCall
-	1, // 4: veil.plugin.v1.Keystore.Secret:output_type -> veil.plugin.v1.SecretReply
-	2, // 5: veil.plugin.v1.Keystore.Public:output_type -> veil.plugin.v1.PublicReply
-	5, // 6: veil.plugin.v1.Keystore.Stream:output_type -> veil.plugin.v1.KeystoreReply
-	4, // [4:7] is the sub-list for method output_type
-	1, // [1:4] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	4, // 1: veil.plugin.v1.KeystoreCalls.calls:type_name -> veil.plugin.v1.KeystoreCall
+	5, // 2: veil.plugin.v1.KeystoreReplies.replies:type_name -> veil.plugin.v1.KeystoreReply
+	0, // 3: veil.plugin.v1.Keystore.Secret:input_type -> veil.plugin.v1.KeyRef
+	0, // 4: veil.plugin.v1.Keystore.Public:input_type -> veil.plugin.v1.KeyRef
+	6, // 5: veil.plugin.v1.Keystore.Stream:input_type -> veil.plugin.v1.KeystoreCalls
+	1, // 6: veil.plugin.v1.Keystore.Secret:output_type -> veil.plugin.v1.SecretReply
+	2, // 7: veil.plugin.v1.Keystore.Public:output_type -> veil.plugin.v1.PublicReply
+	7, // 8: veil.plugin.v1.Keystore.Stream:output_type -> veil.plugin.v1.KeystoreReplies
+	6, // [6:9] is the sub-list for method output_type
+	3, // [3:6] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_keystore_proto_init() }
@@ -434,7 +534,7 @@ func file_keystore_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_keystore_proto_rawDesc), len(file_keystore_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

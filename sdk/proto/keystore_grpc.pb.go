@@ -34,7 +34,7 @@ type KeystoreClient interface {
 	Secret(ctx context.Context, in *KeyRef, opts ...grpc.CallOption) (*SecretReply, error)
 	Public(ctx context.Context, in *KeyRef, opts ...grpc.CallOption) (*PublicReply, error)
 	// Stream multiplexes every Sign of the plugin's life (see Auth.Stream).
-	Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[KeystoreCall, KeystoreReply], error)
+	Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[KeystoreCalls, KeystoreReplies], error)
 }
 
 type keystoreClient struct {
@@ -65,18 +65,18 @@ func (c *keystoreClient) Public(ctx context.Context, in *KeyRef, opts ...grpc.Ca
 	return out, nil
 }
 
-func (c *keystoreClient) Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[KeystoreCall, KeystoreReply], error) {
+func (c *keystoreClient) Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[KeystoreCalls, KeystoreReplies], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &Keystore_ServiceDesc.Streams[0], Keystore_Stream_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
-	x := &grpc.GenericClientStream[KeystoreCall, KeystoreReply]{ClientStream: stream}
+	x := &grpc.GenericClientStream[KeystoreCalls, KeystoreReplies]{ClientStream: stream}
 	return x, nil
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Keystore_StreamClient = grpc.BidiStreamingClient[KeystoreCall, KeystoreReply]
+type Keystore_StreamClient = grpc.BidiStreamingClient[KeystoreCalls, KeystoreReplies]
 
 // KeystoreServer is the server API for Keystore service.
 // All implementations must embed UnimplementedKeystoreServer
@@ -85,7 +85,7 @@ type KeystoreServer interface {
 	Secret(context.Context, *KeyRef) (*SecretReply, error)
 	Public(context.Context, *KeyRef) (*PublicReply, error)
 	// Stream multiplexes every Sign of the plugin's life (see Auth.Stream).
-	Stream(grpc.BidiStreamingServer[KeystoreCall, KeystoreReply]) error
+	Stream(grpc.BidiStreamingServer[KeystoreCalls, KeystoreReplies]) error
 	mustEmbedUnimplementedKeystoreServer()
 }
 
@@ -102,7 +102,7 @@ func (UnimplementedKeystoreServer) Secret(context.Context, *KeyRef) (*SecretRepl
 func (UnimplementedKeystoreServer) Public(context.Context, *KeyRef) (*PublicReply, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Public not implemented")
 }
-func (UnimplementedKeystoreServer) Stream(grpc.BidiStreamingServer[KeystoreCall, KeystoreReply]) error {
+func (UnimplementedKeystoreServer) Stream(grpc.BidiStreamingServer[KeystoreCalls, KeystoreReplies]) error {
 	return status.Errorf(codes.Unimplemented, "method Stream not implemented")
 }
 func (UnimplementedKeystoreServer) mustEmbedUnimplementedKeystoreServer() {}
@@ -163,11 +163,11 @@ func _Keystore_Public_Handler(srv interface{}, ctx context.Context, dec func(int
 }
 
 func _Keystore_Stream_Handler(srv interface{}, stream grpc.ServerStream) error {
-	return srv.(KeystoreServer).Stream(&grpc.GenericServerStream[KeystoreCall, KeystoreReply]{ServerStream: stream})
+	return srv.(KeystoreServer).Stream(&grpc.GenericServerStream[KeystoreCalls, KeystoreReplies]{ServerStream: stream})
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Keystore_StreamServer = grpc.BidiStreamingServer[KeystoreCall, KeystoreReply]
+type Keystore_StreamServer = grpc.BidiStreamingServer[KeystoreCalls, KeystoreReplies]
 
 // Keystore_ServiceDesc is the grpc.ServiceDesc for Keystore service.
 // It's only intended for direct use with grpc.RegisterService,

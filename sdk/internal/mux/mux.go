@@ -3,6 +3,12 @@
 // a message on an open stream, and the per-handshake path (AUTH make/verify,
 // signatures) must stay cheap, so each plugin keeps one stream open and tells
 // calls apart by an id the client picks.
+//
+// Messages on the stream are batches: one goroutine per direction writes
+// whatever calls (or replies) have queued up while it wrote the previous
+// batch. An idle stream sends batches of one without waiting; a busy one
+// spreads the per-message cost (HTTP/2 frame, TLS record, system call) over
+// many calls.
 package mux
 
 import (
@@ -17,24 +23,38 @@ import (
 // MaxInFlight bounds the calls a server works on at once per stream.
 const MaxInFlight = 1024
 
+// MaxBatch bounds the calls or replies in one stream message.
+const MaxBatch = 128
+
 // ErrClosed is returned for calls on a stream that has ended (the plugin
 // exited or the host closed it).
 var ErrClosed = errors.New("plugin stream closed")
 
-// ClientStream is the client side of a generated bidirectional stream.
-type ClientStream[Call, Reply any] interface {
-	Send(*Call) error
-	Recv() (*Reply, error)
+// ClientStream is the client side of a generated bidirectional stream of
+// batches CB (calls) and RB (replies).
+type ClientStream[CB, RB any] interface {
+	Send(*CB) error
+	Recv() (*RB, error)
 	CloseSend() error
 }
 
+// Codec tells the multiplexer how the generated types fit together.
+type Codec[Call, Reply, CB, RB any] struct {
+	ReplyID     func(*Reply) uint64
+	Timeout     func(*Call) time.Duration
+	WrapCalls   func([]*Call) *CB
+	UnwrapCalls func(*CB) []*Call
+	WrapReplies func([]*Reply) *RB
+	Unwrap      func(*RB) []*Reply
+}
+
 // Client sends calls and routes replies back to their callers.
-type Client[Call, Reply any] struct {
-	stream  ClientStream[Call, Reply]
-	cancel  context.CancelFunc
-	replyID func(*Reply) uint64
-	nextID  atomic.Uint64
-	sendMu  sync.Mutex
+type Client[Call, Reply, CB, RB any] struct {
+	stream ClientStream[CB, RB]
+	codec  Codec[Call, Reply, CB, RB]
+	cancel context.CancelFunc
+	nextID atomic.Uint64
+	queue  chan *Call
 
 	mu      sync.Mutex
 	pending map[uint64]chan *Reply
@@ -46,47 +66,76 @@ type Client[Call, Reply any] struct {
 	Stray atomic.Uint64
 }
 
-// NewClient opens the stream with open and starts routing replies. cancel
-// ends the stream's context on Close.
-func NewClient[Call, Reply any](open func(ctx context.Context) (ClientStream[Call, Reply], error), replyID func(*Reply) uint64) (*Client[Call, Reply], error) {
+// NewClient opens the stream with open and starts routing.
+func NewClient[Call, Reply, CB, RB any](open func(ctx context.Context) (ClientStream[CB, RB], error), codec Codec[Call, Reply, CB, RB]) (*Client[Call, Reply, CB, RB], error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s, err := open(ctx)
 	if err != nil {
 		cancel()
 		return nil, err
 	}
-	c := &Client[Call, Reply]{
+	c := &Client[Call, Reply, CB, RB]{
 		stream:  s,
+		codec:   codec,
 		cancel:  cancel,
-		replyID: replyID,
+		queue:   make(chan *Call, MaxInFlight),
 		pending: make(map[uint64]chan *Reply),
 		done:    make(chan struct{}),
 	}
 	go c.routineReceive()
+	go c.routineSend()
 	return c, nil
 }
 
-func (c *Client[Call, Reply]) routineReceive() {
+func (c *Client[Call, Reply, CB, RB]) routineSend() {
+	batch := make([]*Call, 0, MaxBatch)
 	for {
-		r, err := c.stream.Recv()
+		select {
+		case call := <-c.queue:
+			batch = append(batch[:0], call)
+		case <-c.done:
+			return
+		}
+	fill:
+		for len(batch) < MaxBatch {
+			select {
+			case call := <-c.queue:
+				batch = append(batch, call)
+			default:
+				break fill
+			}
+		}
+		if err := c.stream.Send(c.codec.WrapCalls(batch)); err != nil {
+			c.fail(err)
+			return
+		}
+		clear(batch)
+	}
+}
+
+func (c *Client[Call, Reply, CB, RB]) routineReceive() {
+	for {
+		rb, err := c.stream.Recv()
 		if err != nil {
 			c.fail(err)
 			return
 		}
-		id := c.replyID(r)
-		c.mu.Lock()
-		ch, ok := c.pending[id]
-		delete(c.pending, id)
-		c.mu.Unlock()
-		if !ok {
-			c.Stray.Add(1)
-			continue
+		for _, r := range c.codec.Unwrap(rb) {
+			id := c.codec.ReplyID(r)
+			c.mu.Lock()
+			ch, ok := c.pending[id]
+			delete(c.pending, id)
+			c.mu.Unlock()
+			if !ok {
+				c.Stray.Add(1)
+				continue
+			}
+			ch <- r // buffered: never blocks
 		}
-		ch <- r // buffered: never blocks
 	}
 }
 
-func (c *Client[Call, Reply]) fail(err error) {
+func (c *Client[Call, Reply, CB, RB]) fail(err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.err != nil {
@@ -98,10 +147,10 @@ func (c *Client[Call, Reply]) fail(err error) {
 }
 
 // Done is closed when the stream has ended.
-func (c *Client[Call, Reply]) Done() <-chan struct{} { return c.done }
+func (c *Client[Call, Reply, CB, RB]) Done() <-chan struct{} { return c.done }
 
 // Err is why the stream ended, nil while it is open.
-func (c *Client[Call, Reply]) Err() error {
+func (c *Client[Call, Reply, CB, RB]) Err() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.err
@@ -111,7 +160,13 @@ func (c *Client[Call, Reply]) Err() error {
 // the end of ctx or the end of the stream, whichever comes first. The
 // call's time budget (what is left of ctx) travels with it so the plugin can
 // give up too.
-func (c *Client[Call, Reply]) Do(ctx context.Context, build func(id uint64, timeout time.Duration) *Call) (*Reply, error) {
+func (c *Client[Call, Reply, CB, RB]) Do(ctx context.Context, build func(id uint64, timeout time.Duration) *Call) (*Reply, error) {
+	var timeout time.Duration
+	if dl, ok := ctx.Deadline(); ok {
+		if timeout = time.Until(dl); timeout <= 0 {
+			return nil, ctx.Err()
+		}
+	}
 	id := c.nextID.Add(1)
 	ch := make(chan *Reply, 1)
 	c.mu.Lock()
@@ -123,20 +178,12 @@ func (c *Client[Call, Reply]) Do(ctx context.Context, build func(id uint64, time
 	c.pending[id] = ch
 	c.mu.Unlock()
 
-	var timeout time.Duration
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = time.Until(dl)
-		if timeout <= 0 {
-			c.forget(id)
-			return nil, ctx.Err()
-		}
-	}
-	c.sendMu.Lock()
-	err := c.stream.Send(build(id, timeout))
-	c.sendMu.Unlock()
-	if err != nil {
+	select {
+	case c.queue <- build(id, timeout):
+	case <-ctx.Done():
 		c.forget(id)
-		c.fail(err)
+		return nil, ctx.Err()
+	case <-c.done:
 		return nil, c.Err()
 	}
 	select {
@@ -156,63 +203,98 @@ func (c *Client[Call, Reply]) Do(ctx context.Context, build func(id uint64, time
 	}
 }
 
-func (c *Client[Call, Reply]) forget(id uint64) {
+func (c *Client[Call, Reply, CB, RB]) forget(id uint64) {
 	c.mu.Lock()
 	delete(c.pending, id)
 	c.mu.Unlock()
 }
 
 // Close ends the stream; waiting calls fail with ErrClosed.
-func (c *Client[Call, Reply]) Close() {
-	c.sendMu.Lock()
-	_ = c.stream.CloseSend()
-	c.sendMu.Unlock()
+func (c *Client[Call, Reply, CB, RB]) Close() {
 	c.cancel()
 	c.fail(errors.New("closed by host"))
 }
 
 // ServerStream is the server side of a generated bidirectional stream.
-type ServerStream[Call, Reply any] interface {
-	Send(*Reply) error
-	Recv() (*Call, error)
+type ServerStream[CB, RB any] interface {
+	Send(*RB) error
+	Recv() (*CB, error)
 	Context() context.Context
 }
 
 // Serve reads calls until the stream ends and answers each on its own
 // goroutine (at most MaxInFlight at once). handle must return a reply with
-// the call's id; timeout is the budget the caller sent (0: none).
-// A panic in handle becomes the reply panicReply builds, not a crash.
-func Serve[Call, Reply any](s ServerStream[Call, Reply], timeout func(*Call) time.Duration,
+// the call's id. A panic in handle becomes the reply panicReply builds, not
+// a crash.
+func Serve[Call, Reply, CB, RB any](s ServerStream[CB, RB], codec Codec[Call, Reply, CB, RB],
 	handle func(ctx context.Context, c *Call) *Reply, panicReply func(c *Call, p any) *Reply) error {
-	var sendMu sync.Mutex
+	ctx, cancel := context.WithCancel(s.Context())
+	defer cancel()
+	replies := make(chan *Reply, MaxInFlight)
+	sendDone := make(chan struct{})
+	go func() {
+		defer close(sendDone)
+		routineSendReplies(ctx, s, codec, replies)
+	}()
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer func() {
+		wg.Wait()
+		cancel()
+		<-sendDone
+	}()
 	slots := make(chan struct{}, MaxInFlight)
 	for {
-		call, err := s.Recv()
+		cb, err := s.Recv()
 		if err != nil {
 			return nil // the host closed the stream or went away
 		}
-		select {
-		case slots <- struct{}{}:
-		case <-s.Context().Done():
-			return nil
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-slots }()
-			ctx := s.Context()
-			if d := timeout(call); d > 0 {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, d)
-				defer cancel()
+		for _, call := range codec.UnwrapCalls(cb) {
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				return nil
 			}
-			reply := safeHandle(ctx, call, handle, panicReply)
-			sendMu.Lock()
-			_ = s.Send(reply)
-			sendMu.Unlock()
-		}()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-slots }()
+				cctx := ctx
+				if d := codec.Timeout(call); d > 0 {
+					var ccancel context.CancelFunc
+					cctx, ccancel = context.WithTimeout(ctx, d)
+					defer ccancel()
+				}
+				select {
+				case replies <- safeHandle(cctx, call, handle, panicReply):
+				case <-ctx.Done():
+				}
+			}()
+		}
+	}
+}
+
+func routineSendReplies[Call, Reply, CB, RB any](ctx context.Context, s ServerStream[CB, RB], codec Codec[Call, Reply, CB, RB], replies <-chan *Reply) {
+	batch := make([]*Reply, 0, MaxBatch)
+	for {
+		select {
+		case r := <-replies:
+			batch = append(batch[:0], r)
+		case <-ctx.Done():
+			return
+		}
+	fill:
+		for len(batch) < MaxBatch {
+			select {
+			case r := <-replies:
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		if err := s.Send(codec.WrapReplies(batch)); err != nil {
+			return
+		}
+		clear(batch)
 	}
 }
 

@@ -19,23 +19,37 @@ type reply struct {
 	n  int
 }
 
+type calls struct{ list []*call }
+type replies struct{ list []*reply }
+
+var codec = Codec[call, reply, calls, replies]{
+	ReplyID: func(r *reply) uint64 { return r.id },
+	Timeout: func(c *call) time.Duration { return c.timeout },
+	// Copies: the multiplexer reuses its batch slices after Send, as gRPC
+	// has serialized them by then.
+	WrapCalls:   func(cs []*call) *calls { return &calls{append([]*call(nil), cs...)} },
+	UnwrapCalls: func(b *calls) []*call { return b.list },
+	WrapReplies: func(rs []*reply) *replies { return &replies{append([]*reply(nil), rs...)} },
+	Unwrap:      func(b *replies) []*reply { return b.list },
+}
+
 // pipe is an in-memory bidirectional stream: the client side's Send feeds
 // the server side's Recv and the other way round.
 type pipe struct {
-	calls   chan *call
-	replies chan *reply
+	calls   chan *calls
+	replies chan *replies
 	ctx     context.Context
 	cancel  context.CancelFunc
 }
 
 func newPipe() *pipe {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &pipe{calls: make(chan *call, 16), replies: make(chan *reply, 16), ctx: ctx, cancel: cancel}
+	return &pipe{calls: make(chan *calls, 16), replies: make(chan *replies, 16), ctx: ctx, cancel: cancel}
 }
 
 type clientSide struct{ *pipe }
 
-func (c clientSide) Send(x *call) error {
+func (c clientSide) Send(x *calls) error {
 	select {
 	case c.calls <- x:
 		return nil
@@ -44,7 +58,7 @@ func (c clientSide) Send(x *call) error {
 	}
 }
 
-func (c clientSide) Recv() (*reply, error) {
+func (c clientSide) Recv() (*replies, error) {
 	select {
 	case r := <-c.replies:
 		return r, nil
@@ -57,7 +71,7 @@ func (c clientSide) CloseSend() error { return nil }
 
 type serverSide struct{ *pipe }
 
-func (s serverSide) Send(r *reply) error {
+func (s serverSide) Send(r *replies) error {
 	select {
 	case s.replies <- r:
 		return nil
@@ -66,7 +80,7 @@ func (s serverSide) Send(r *reply) error {
 	}
 }
 
-func (s serverSide) Recv() (*call, error) {
+func (s serverSide) Recv() (*calls, error) {
 	select {
 	case c := <-s.calls:
 		return c, nil
@@ -77,13 +91,11 @@ func (s serverSide) Recv() (*call, error) {
 
 func (s serverSide) Context() context.Context { return s.ctx }
 
-func start(t *testing.T, handle func(context.Context, *call) *reply) (*Client[call, reply], *pipe) {
+func start(t *testing.T, handle func(context.Context, *call) *reply) (*Client[call, reply, calls, replies], *pipe) {
 	t.Helper()
 	p := newPipe()
-	go Serve[call, reply](serverSide{p}, func(c *call) time.Duration { return c.timeout }, handle,
-		func(c *call, v any) *reply { return &reply{id: c.id, n: -1} })
-	c, err := NewClient(func(context.Context) (ClientStream[call, reply], error) { return clientSide{p}, nil },
-		func(r *reply) uint64 { return r.id })
+	go Serve(serverSide{p}, codec, handle, func(c *call, v any) *reply { return &reply{id: c.id, n: -1} })
+	c, err := NewClient(func(context.Context) (ClientStream[calls, replies], error) { return clientSide{p}, nil }, codec)
 	if err != nil {
 		t.Fatal(err)
 	}

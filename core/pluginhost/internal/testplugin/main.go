@@ -9,8 +9,10 @@
 //	bad-version  an auth plugin speaking plugin protocol version 2.
 //	garbage      an auth plugin whose Make answers break the rules
 //	             (chosen by the request's connection name) and whose
-//	             Verify panics for connection "panic".
+//	             Verify panics for connection "panic"; connection "crash"
+//	             crashes the process with a panic outside any call.
 //	hang         an auth plugin whose Make and Verify never answer.
+//	hang-health  an auth plugin whose health check never answers.
 //	echo         an auth plugin that accepts everything (benchmarks).
 package main
 
@@ -50,6 +52,8 @@ func main() {
 			}
 			return nil
 		}})
+	case "hang-health":
+		auth.Serve(&auth.Mock{HealthFn: func(context.Context) error { select {} }})
 	case "hang":
 		auth.Serve(&auth.Mock{
 			MakeFn:   func(context.Context, *auth.Request) (*auth.Result, error) { select {} },
@@ -81,6 +85,9 @@ func garbageMake(_ context.Context, r *auth.Request) (*auth.Result, error) {
 		return nil, errors.New(string(make([]byte, 100_000)))
 	case "panic":
 		panic("garbage plugin panics in Make")
+	case "crash":
+		go func() { panic("testplugin crashed on purpose") }()
+		select {}
 	}
 	return &auth.Result{Method: 2, Data: []byte("fine")}, nil
 }
