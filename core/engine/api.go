@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"reflect"
@@ -178,12 +177,26 @@ func (e *Engine) StartInitiate(conn, child string) <-chan error {
 		return w.done
 	}
 	for _, sa := range e.sasOf(conn) {
-		if sa.State == ikesa.StateEstablished {
-			for _, ch := range sa.Children {
-				if child == "" || ch.Config.Name == child {
-					w.done <- nil
+		if sa.State != ikesa.StateEstablished {
+			continue
+		}
+		for _, ch := range sa.Children {
+			if child == "" || ch.Config.Name == child {
+				w.done <- nil
+				return w.done
+			}
+		}
+		// The IKE SA is up: add the child with CREATE_CHILD_SA.
+		for i := range c.Children {
+			if child == "" || c.Children[i].Name == child {
+				if err := sa.CreateChild(&c.Children[i]); err != nil {
+					w.done <- err
 					return w.done
 				}
+				e.waiters[sa] = append(e.waiters[sa], w)
+				e.after(sa)
+				e.poke()
+				return w.done
 			}
 		}
 	}
@@ -253,9 +266,47 @@ func (e *Engine) Terminate(ctx context.Context, conn string) error {
 	}
 }
 
-// Rekey rekeys conn's IKE SA (child "") or the named Child SA.
+// StartRekey begins a rekey of conn's IKE SA (child "") or the named Child
+// SA; the channel gets nil once the new SA is up.
+func (e *Engine) StartRekey(conn, child string) <-chan error {
+	w := &waiter{child: "rekey:" + child, done: make(chan error, 1)}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var sa *ikesa.SA
+	for _, s := range e.sasOf(conn) {
+		if s.State == ikesa.StateEstablished {
+			sa = s
+		}
+	}
+	if sa == nil {
+		w.done <- fmt.Errorf("connection %q has no established IKE SA", conn)
+		return w.done
+	}
+	var err error
+	if child == "" {
+		err = sa.RekeyIKE()
+	} else {
+		err = sa.RekeyChild(child)
+	}
+	if err != nil {
+		w.done <- err
+		return w.done
+	}
+	e.waiters[sa] = append(e.waiters[sa], w)
+	e.after(sa)
+	e.poke()
+	return w.done
+}
+
+// Rekey rekeys conn's IKE SA (child "") or the named Child SA and waits
+// until the new SA is installed.
 func (e *Engine) Rekey(ctx context.Context, conn, child string) error {
-	return errors.New("rekeying is not implemented yet")
+	select {
+	case err := <-e.StartRekey(conn, child):
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Snapshot lists every IKE SA with its Child SAs.

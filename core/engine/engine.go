@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -309,6 +310,14 @@ func (e *Engine) after(sa *ikesa.SA) {
 	for _, ev := range sa.TakeEvents() {
 		e.handleEvent(sa, ev)
 	}
+	for _, n := range sa.TakeSpawned() {
+		e.sas[n.LocalSPI()] = n
+		e.after(n)
+	}
+	if s := sa.Successor(); s != nil && !s.Dead() {
+		// a retiring SA may hand work (queued deletes) to its successor
+		e.after(s)
+	}
 	if !sa.Initiator && sa.State != ikesa.StateConnecting {
 		delete(e.halfOpen, halfKey{sa.Remote, sa.SPIi})
 	}
@@ -367,7 +376,9 @@ func (e *Engine) handleEvent(sa *ikesa.SA, ev ikesa.Event) {
 		case ikesa.EventFailed, ikesa.EventDown:
 			done, err = true, errors.New(failureOr(ev.Reason, "IKE SA down"))
 		case ikesa.EventChildFailed:
-			done, err = true, errors.New(ev.Reason)
+			done, err = !strings.HasPrefix(w.child, "rekey:"), errors.New(ev.Reason)
+		case ikesa.EventRekeyed:
+			done = w.child == "rekey:"+ev.Child
 		}
 		if done {
 			w.done <- err

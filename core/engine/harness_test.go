@@ -208,7 +208,7 @@ func (p *pair) established(t *testing.T, wantChildren int) {
 		}
 	}
 	sa, sb := p.a.e.Snapshot()[0], p.b.e.Snapshot()[0]
-	if sa.SPIi != sb.SPIi || sa.SPIr != sb.SPIr || !sa.Initiator || sb.Initiator || sa.Proposal != sb.Proposal {
+	if sa.SPIi != sb.SPIi || sa.SPIr != sb.SPIr || sa.Initiator == sb.Initiator || sa.Proposal != sb.Proposal {
 		t.Fatalf("sides disagree: %+v vs %+v", sa, sb)
 	}
 	checkKeys(t, p.a.dp, p.b.dp, wantChildren)

@@ -146,6 +146,7 @@ func (sa *SA) established() {
 	sa.Established = sa.env.Now()
 	sa.env.Stats.Handshakes["ok"]++
 	sa.armDPD()
+	sa.armRekey()
 	sa.logger().Info("IKE SA established", "proposal", sa.Suite.String(), "remote", sa.Remote)
 	sa.event(EventUp, "", "", "")
 }

@@ -48,6 +48,9 @@ type ChildSA struct {
 	// nonces of the CREATE_CHILD_SA exchange (nil: the IKE SA's, for the
 	// child made with IKE_AUTH)
 	ni, nr        []byte
+	rekeyOf       *ChildSA // the SA this one replaces
+	successor     *ChildSA // the SA that replaces this one
+	peerRekey     *peerRekey
 	inDst, outDst netip.Addr
 }
 
@@ -184,7 +187,7 @@ func subsetOf(got, offered []provider.TrafficSelector) bool {
 
 // childRespond answers a Child SA request (in IKE_AUTH or CREATE_CHILD_SA).
 // It returns the installed child (nil on refusal) and the payloads.
-func (sa *SA) childRespond(ps []ike.Payload, shared []byte) (*ChildSA, []ike.Payload) {
+func (sa *SA) childRespond(ps []ike.Payload, cc *createChild) (*ChildSA, []ike.Payload) {
 	refuse := func(n ike.NotifyType, class, reason string) (*ChildSA, []ike.Payload) {
 		sa.LastFailure = reason
 		sa.logger().Info("refusing Child SA", "reason", reason)
@@ -205,11 +208,14 @@ func (sa *SA) childRespond(ps []ike.Payload, shared []byte) (*ChildSA, []ike.Pay
 	var cfg *Child
 	var lts, rts []provider.TrafficSelector
 	for i := range sa.Conn.Children {
-		cc := &sa.Conn.Children[i]
-		r := ts.Narrow(resolveAll(cc.RemoteTS, peerAddr), tsi)
-		l := ts.Narrow(resolveAll(cc.LocalTS, sa.Local.Addr()), tsr)
+		c := &sa.Conn.Children[i]
+		if cc != nil && cc.rekey != nil && cc.rekey.Config.Name != c.Name {
+			continue
+		}
+		r := ts.Narrow(resolveAll(c.RemoteTS, peerAddr), tsi)
+		l := ts.Narrow(resolveAll(c.LocalTS, sa.Local.Addr()), tsr)
 		if len(r) > 0 && len(l) > 0 {
-			cfg, lts, rts = cc, l, r
+			cfg, lts, rts = c, l, r
 			break
 		}
 	}
@@ -245,12 +251,32 @@ func (sa *SA) childRespond(ps []ike.Payload, shared []byte) (*ChildSA, []ike.Pay
 	if !ok {
 		return refuse(ike.NotifyInvalidSyntax, "malformed", "peer's ESP SPI is not 4 bytes")
 	}
+	var shared, kePub []byte
+	if cc != nil && suite.KE != 0 {
+		if cc.ke == nil || cc.ke.Group != suite.KE {
+			sa.logger().Info("asking the peer for another PFS group", "group", suite.KE)
+			return nil, []ike.Payload{&ike.Notify{NotifyType: ike.NotifyInvalidKePayload, Data: []byte{byte(suite.KE >> 8), byte(suite.KE)}}}
+		}
+		if kePub, shared, err = transform.RespondKeyExchange(suite.KE, cc.ke.Data); err != nil {
+			return refuse(ike.NotifyInvalidSyntax, "ke", fmt.Sprintf("peer's PFS key exchange data is invalid: %v", err))
+		}
+		defer clear(shared)
+	}
 	spiIn, err := sa.env.Dataplane.AllocateSPI(ctx(), sa.Remote.Addr(), sa.Local.Addr())
 	if err != nil {
 		return refuse(ike.NotifyTemporaryFailure, "dataplane", fmt.Sprintf("allocating an SPI failed: %v", err))
 	}
-	c := &ChildSA{Config: cfg, ReqID: sa.env.NextReqID(), State: ChildCreating, Mode: mode, Suite: suite,
+	c := &ChildSA{Config: cfg, State: ChildCreating, Mode: mode, Suite: suite,
 		SPIIn: spiIn, SPIOut: spiOut, LocalTS: lts, RemoteTS: rts}
+	if cc != nil {
+		c.ni, c.nr = cc.ni, cc.nr
+		if cc.rekey != nil {
+			c.rekeyOf, c.ReqID = cc.rekey, cc.rekey.ReqID
+		}
+	}
+	if c.ReqID == 0 {
+		c.ReqID = sa.env.NextReqID()
+	}
 	if err := sa.installChild(c, shared); err != nil {
 		c.uninstall(sa.env)
 		return refuse(ike.NotifyTemporaryFailure, "dataplane", fmt.Sprintf("installing the Child SA failed: %v", err))
@@ -259,8 +285,14 @@ func (sa *SA) childRespond(ps []ike.Payload, shared []byte) (*ChildSA, []ike.Pay
 	if mode == provider.Transport {
 		out = append(out, &ike.Notify{NotifyType: ike.NotifyUseTransportMode})
 	}
-	out = append(out, &ike.SA{Proposals: []ike.Proposal{{Number: num, Protocol: ike.ProtoESP, SPI: spiBytes(spiIn), Transforms: suite.Transforms()}}},
-		toWireTS(true, rts), toWireTS(false, lts))
+	out = append(out, &ike.SA{Proposals: []ike.Proposal{{Number: num, Protocol: ike.ProtoESP, SPI: spiBytes(spiIn), Transforms: suite.Transforms()}}})
+	if cc != nil {
+		out = append(out, &ike.Nonce{Data: cc.nr})
+		if kePub != nil {
+			out = append(out, &ike.KeyExchange{Group: suite.KE, Data: kePub})
+		}
+	}
+	out = append(out, toWireTS(true, rts), toWireTS(false, lts))
 	if !sameSet(rts, tsi) || !sameSet(lts, tsr) {
 		out = append(out, &ike.Notify{NotifyType: ike.NotifyAdditionalTsPossible})
 	}
@@ -329,6 +361,9 @@ func (sa *SA) installChild(c *ChildSA, shared []byte) error {
 		return err
 	}
 	c.installedOut = true
+	if old := c.rekeyOf; old != nil && old.policies != nil {
+		return nil // the old SA's policies (same ReqID) pass to this one when it goes
+	}
 	for _, l := range c.LocalTS {
 		for _, r := range c.RemoteTS {
 			dirs := []provider.Direction{provider.Out, provider.In}
@@ -360,6 +395,7 @@ func childLifetimes(cfg *Child) (soft, hard provider.Lifetime) {
 func (sa *SA) childUp(c *ChildSA) {
 	c.State = ChildInstalled
 	c.Established = sa.env.Now()
+	c.armLifetimes(sa.env, c.Established)
 	sa.Children = append(sa.Children, c)
 	sa.logger().Info("Child SA installed", "child", c.Config.Name, "spi_in", fmt.Sprintf("%08x", c.SPIIn),
 		"spi_out", fmt.Sprintf("%08x", c.SPIOut), "mode", c.Mode, "proposal", c.Suite.String())
@@ -383,5 +419,3 @@ func (c *ChildSA) uninstall(env *Env) {
 		c.installedIn = false
 	}
 }
-
-func (sa *SA) childTimers(now time.Time) {}

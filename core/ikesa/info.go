@@ -26,15 +26,22 @@ func (sa *SA) handleInformational(id uint32, ps []ike.Payload) {
 				if !ok {
 					continue
 				}
-				for _, c := range sa.Children {
-					if c.SPIOut != v || c.State == ChildDeleted {
-						continue
+				// After an IKE rekey the children live on the successor.
+				for owner := sa; owner != nil; owner = owner.successor {
+					for _, c := range owner.Children {
+						if c.SPIOut != v || c.State == ChildDeleted {
+							continue
+						}
+						// If we are deleting it too, the peer's request is the
+						// answer (§1.4.1): still list it, then remove.
+						ours = append(ours, spiBytes(c.SPIIn))
+						sa.logger().Info("peer deleted Child SA", "child", c.Config.Name, "spi_out", fmt.Sprintf("%08x", v))
+						owner.removeChild(c, "deleted by peer")
 					}
-					// If we are deleting it too, the peer's request is the
-					// answer (§1.4.1): still list it, then remove.
-					ours = append(ours, spiBytes(c.SPIIn))
-					sa.logger().Info("peer deleted Child SA", "child", c.Config.Name, "spi_out", fmt.Sprintf("%08x", v))
-					sa.removeChild(c, "deleted by peer")
+					owner.pruneChildren()
+					if owner.successor == sa {
+						break
+					}
 				}
 			}
 		}

@@ -117,6 +117,13 @@ type SA struct {
 	lastRecv    time.Time
 
 	dpdDue time.Time
+	// IKE SA lifetime
+	rekeyAt, expireAt time.Time
+	// rekeys: new SAs for the engine to index, the SA that replaces this
+	// one, and the peer's rekey of this SA (collision detection)
+	spawned      []*SA
+	successor    *SA
+	peerIKERekey *peerRekey
 	// halfOpenUntil ends a responder's SA whose IKE_AUTH never came.
 	halfOpenUntil time.Time
 
@@ -276,6 +283,8 @@ func (sa *SA) NextDeadline() time.Time {
 		min(sa.initEx.deadline)
 	}
 	min(sa.dpdDue)
+	min(sa.rekeyAt)
+	min(sa.expireAt)
 	if sa.State == StateConnecting {
 		min(sa.halfOpenUntil)
 	}
@@ -342,11 +351,16 @@ func (sa *SA) destroy(reason string) {
 	if sa.dead {
 		return
 	}
+	handover := sa.successor != nil && !sa.successor.dead
+	if handover {
+		// A rekeyed IKE SA hands its children to its successor.
+		sa.moveChildren(sa.successor)
+	}
 	for _, c := range sa.Children {
 		sa.removeChild(c, reason)
 	}
 	sa.Children = nil
-	wasUp := sa.State != StateConnecting
+	wasUp := sa.State != StateConnecting && !handover
 	sa.State = StateDead
 	sa.dead = true
 	sa.inflight, sa.queue = nil, nil
@@ -443,6 +457,10 @@ func (sa *SA) childByName(name string) *ChildSA {
 }
 
 func (sa *SA) removeChild(c *ChildSA, reason string) {
+	if s := c.successor; s != nil && s.State == ChildInstalled && s.policies == nil {
+		// make-before-break: the successor keeps the (same ReqID) policies
+		s.policies, c.policies = c.policies, nil
+	}
 	c.uninstall(sa.env)
 	if c.State == ChildInstalled || c.State == ChildRekeying {
 		sa.event(EventChildDown, c.Config.Name, "", reason)
