@@ -516,3 +516,17 @@ func TestReadmeCoversSchema(t *testing.T) {
 		}
 	}
 }
+
+// Loading runs at start and on every reload.
+func BenchmarkParseContract(b *testing.B) {
+	src, err := os.ReadFile("testdata/good/contract.hcl")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, diags := Parse(src, "contract.hcl"); diags.HasErrors() {
+			b.Fatal(diags)
+		}
+	}
+}
