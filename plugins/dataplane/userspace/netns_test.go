@@ -68,7 +68,7 @@ type host struct {
 
 // topology makes two namespaces joined by a veth pair, each with a userspace
 // dataplane.
-func topology(t *testing.T, opts Options) (a, b *host) {
+func topology(t testing.TB, opts Options) (a, b *host) {
 	netns.Require(t)
 	a = &host{ns: netns.New(t, "ut"), v4: netip.MustParseAddr("10.77.0.1"), v6: netip.MustParseAddr("fd00:77::1")}
 	b = &host{ns: netns.New(t, "ut"), v4: netip.MustParseAddr("10.77.0.2"), v6: netip.MustParseAddr("fd00:77::2")}
@@ -92,13 +92,13 @@ type saPair struct {
 // protect installs, on both hosts, an SA pair and the policies for traffic
 // from a (any port) to b's port (0 = any) with protocol proto, as the engine
 // would after a CREATE_CHILD_SA: a is the client, b the server.
-func protect(t *testing.T, a, b *host, aAddr, bAddr netip.Addr, proto uint8, port uint16, reqid uint32,
+func protect(t testing.TB, a, b *host, aAddr, bAddr netip.Addr, proto uint8, port uint16, reqid uint32,
 	mode provider.Mode, encap *provider.UDPEncap, encr string, keyLen int) saPair {
 	t.Helper()
 	return protectESN(t, a, b, aAddr, bAddr, proto, port, reqid, mode, encap, encr, keyLen, true)
 }
 
-func protectESN(t *testing.T, a, b *host, aAddr, bAddr netip.Addr, proto uint8, port uint16, reqid uint32,
+func protectESN(t testing.TB, a, b *host, aAddr, bAddr netip.Addr, proto uint8, port uint16, reqid uint32,
 	mode provider.Mode, encap *provider.UDPEncap, encr string, keyLen int, esn bool) saPair {
 	t.Helper()
 	ctx := context.Background()

@@ -199,6 +199,9 @@ func (d *Dataplane) openOne(t *tables, q *tun.Queue, buf []byte, start, end int,
 		return
 	}
 	d.account(s, len(pkt), now)
+	if q == nil { // benchmarks measure the path without the system call
+		return
+	}
 	if err := q.Write(pkt); err != nil {
 		d.log.Debug("TUN write", "err", err)
 	}

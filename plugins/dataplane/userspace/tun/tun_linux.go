@@ -126,3 +126,13 @@ func (d *Device) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// QueueFromFile wraps an already open packet file (a TUN queue opened
+// elsewhere, or any file for tests and benchmarks).
+func QueueFromFile(f *os.File) (*Queue, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	return &Queue{file: f, rc: rc}, nil
+}
