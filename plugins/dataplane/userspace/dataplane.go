@@ -114,6 +114,7 @@ type sa struct {
 	seqSoft      uint64
 	seqEventSent atomic.Bool
 	softSent     atomic.Bool
+	hardSent     atomic.Bool
 
 	bytes, packets, replayDrops, authFailures atomic.Uint64
 	lastUse                                   atomic.Int64
@@ -606,7 +607,7 @@ func (d *Dataplane) account(s *sa, n int, now int64) {
 	if (soft.Bytes > 0 && b >= soft.Bytes || soft.Packets > 0 && p >= soft.Packets) && s.softSent.CompareAndSwap(false, true) {
 		d.emit(provider.Event{Kind: provider.SoftExpire, ReqID: s.cfg.ReqID, SA: s.key})
 	}
-	if hard.Bytes > 0 && b >= hard.Bytes || hard.Packets > 0 && p >= hard.Packets {
+	if (hard.Bytes > 0 && b >= hard.Bytes || hard.Packets > 0 && p >= hard.Packets) && s.hardSent.CompareAndSwap(false, true) {
 		go d.expire(s)
 	}
 }
