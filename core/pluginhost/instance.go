@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -93,6 +94,8 @@ func (i *instance) launch(ctx context.Context) (*plugin.Client, kindClient, base
 	// go-plugin appends the host's environment; this keeps the plugin's
 	// socket in our 0700 directory.
 	cmd.Env = []string{plugin.EnvUnixSocketDir + "=" + i.h.sockDir}
+	// A plugin must not outlive a daemon that died without stopping it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	proc := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  base.Handshake,
 		VersionedPlugins: map[int]plugin.PluginSet{base.ProtocolVersion: pluginSet(i.kind)},

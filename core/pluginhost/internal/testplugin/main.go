@@ -11,6 +11,8 @@
 //	             (chosen by the request's connection name) and whose
 //	             Verify panics for connection "panic"; connection "crash"
 //	             crashes the process with a panic outside any call.
+//	garbage-keystore  a keystore whose secrets are too big and whose
+//	             signatures are empty.
 //	hang         an auth plugin whose Make and Verify never answer.
 //	hang-health  an auth plugin whose health check never answers.
 //	echo         an auth plugin that accepts everything (benchmarks).
@@ -18,6 +20,8 @@ package main
 
 import (
 	"context"
+	"crypto"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,6 +34,7 @@ import (
 	"github.com/veil-ipsec/veil/sdk/auth"
 	"github.com/veil-ipsec/veil/sdk/base"
 	"github.com/veil-ipsec/veil/sdk/dataplane"
+	"github.com/veil-ipsec/veil/sdk/keystore"
 )
 
 func main() {
@@ -52,6 +57,8 @@ func main() {
 			}
 			return nil
 		}})
+	case "garbage-keystore":
+		keystore.Serve(&garbageStore{})
 	case "hang-health":
 		auth.Serve(&auth.Mock{HealthFn: func(context.Context) error { select {} }})
 	case "hang":
@@ -177,4 +184,19 @@ func (d *testDataplane) Events(ctx context.Context) (<-chan dataplane.Event, err
 		}
 	}()
 	return out, nil
+}
+
+// garbageStore breaks the keystore rules the host enforces.
+type garbageStore struct{ keystore.Mock }
+
+func (*garbageStore) Secret(context.Context, string) ([]byte, error) {
+	return make([]byte, keystore.MaxSecretLen+1), nil
+}
+
+func (*garbageStore) Public(context.Context, string) (crypto.PublicKey, error) {
+	return ed25519.PublicKey(make([]byte, ed25519.PublicKeySize)), nil
+}
+
+func (*garbageStore) Sign(context.Context, string, []byte, keystore.SignOptions) ([]byte, error) {
+	return nil, nil
 }
