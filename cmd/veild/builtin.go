@@ -15,6 +15,7 @@ import (
 	"github.com/veil-ipsec/veil/plugins/auth/psk"
 	"github.com/veil-ipsec/veil/plugins/dataplane/adapt"
 	"github.com/veil-ipsec/veil/plugins/dataplane/userspace"
+	"github.com/veil-ipsec/veil/plugins/dataplane/xfrm"
 	"github.com/veil-ipsec/veil/plugins/keystore/file"
 	"github.com/veil-ipsec/veil/sdk/base"
 )
@@ -25,6 +26,7 @@ var builtinPlugins = pluginhost.Builtins{
 	"auth/psk":            func() any { return psk.New() },
 	"keystore/file":       func() any { return file.New() },
 	"dataplane/userspace": func() any { return adapt.Dataplane(userspacePlugin()) },
+	"dataplane/xfrm":      func() any { return adapt.Dataplane(xfrmPlugin()) },
 }
 
 func servePlugin(kind, name string) error {
@@ -68,6 +70,28 @@ func userspacePlugin() adapt.Impl {
 				opts.UDPPort = *c.UDPPort
 			}
 			return userspace.New(opts)
+		})
+}
+
+func xfrmPlugin() adapt.Impl {
+	schema := base.Schema{Attributes: []base.Attribute{
+		{Name: "packet_offload", Type: "bool", Description: "ask capable NICs for full packet offload instead of crypto offload"},
+	}}
+	return adapt.Lazy(base.Info{Name: "xfrm", Kind: base.KindDataplane, Version: version.Version}, schema,
+		func(ctx context.Context, raw []byte) (provider.Dataplane, error) {
+			var c struct {
+				PacketOffload *bool `json:"packet_offload"`
+			}
+			if len(raw) > 0 && string(raw) != "null" {
+				if err := json.Unmarshal(raw, &c); err != nil {
+					return nil, fmt.Errorf("config: %w", err)
+				}
+			}
+			opts := xfrm.Options{Logger: pluginLogger()}
+			if c.PacketOffload != nil {
+				opts.PacketOffload = *c.PacketOffload
+			}
+			return xfrm.New(opts)
 		})
 }
 
