@@ -323,6 +323,9 @@ func TestMLKEMRoles(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if il, rl := KEDataLens(tc.m); il != tc.ekLen || rl != tc.ctLen {
+			t.Fatalf("%d: KEDataLens %d %d", tc.m, il, rl)
+		}
 		if len(i.Public()) != tc.ekLen {
 			t.Fatalf("%d: encapsulation key of %d bytes", tc.m, len(i.Public()))
 		}

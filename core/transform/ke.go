@@ -145,6 +145,22 @@ func KEDataLen(method uint16) int {
 	return -1
 }
 
+// KEDataLens is the KE payload data length each role sends: the initiator
+// (the side that sent first) and the responder. They differ for ML-KEM
+// (encapsulation key, then ciphertext). 0, 0 for an unknown method.
+func KEDataLens(method uint16) (initiator, responder int) {
+	switch method {
+	case KEMLKEM768:
+		return mlkem.EncapsulationKeySize768, mlkem.CiphertextSize768
+	case KEMLKEM1024:
+		return mlkem.EncapsulationKeySize1024, mlkem.CiphertextSize1024
+	}
+	if n := KEDataLen(method); n > 0 {
+		return n, n
+	}
+	return 0, 0
+}
+
 type ecdhKE struct {
 	method uint16
 	priv   *ecdh.PrivateKey
