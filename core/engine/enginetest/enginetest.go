@@ -203,3 +203,45 @@ func (d *Dataplane) PolicyCount() int {
 	defer d.mu.Unlock()
 	return len(d.Policies)
 }
+
+// CountingDataplane allocates SPIs and counts installs without keeping
+// anything, for benchmarks that measure the engine's own memory.
+type CountingDataplane struct {
+	next                    uint32
+	Installed, Policies     int
+	DeletedSAs, DeletedPols int
+}
+
+// AllocateSPI implements provider.Dataplane.
+func (d *CountingDataplane) AllocateSPI(context.Context, netip.Addr, netip.Addr) (uint32, error) {
+	d.next++
+	return d.next, nil
+}
+
+// InstallSA implements provider.Dataplane.
+func (d *CountingDataplane) InstallSA(context.Context, *provider.ChildSA) error { d.Installed++; return nil }
+
+// DeleteSA implements provider.Dataplane.
+func (d *CountingDataplane) DeleteSA(context.Context, provider.SAKey) error { d.DeletedSAs++; return nil }
+
+// InstallPolicy implements provider.Dataplane.
+func (d *CountingDataplane) InstallPolicy(context.Context, *provider.Policy) error {
+	d.Policies++
+	return nil
+}
+
+// DeletePolicy implements provider.Dataplane.
+func (d *CountingDataplane) DeletePolicy(context.Context, *provider.Policy) error {
+	d.DeletedPols++
+	return nil
+}
+
+// Counters implements provider.Dataplane.
+func (d *CountingDataplane) Counters(_ context.Context, keys []provider.SAKey) ([]provider.Counters, error) {
+	return make([]provider.Counters, len(keys)), nil
+}
+
+// Events implements provider.Dataplane.
+func (d *CountingDataplane) Events(context.Context) (<-chan provider.Event, error) {
+	return make(chan provider.Event), nil
+}
