@@ -5,8 +5,8 @@ import (
 	"net/netip"
 	"runtime"
 	"syscall"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/veil-ipsec/veil/core/engine/enginetest"
 	"github.com/veil-ipsec/veil/core/provider"
@@ -28,7 +28,7 @@ func newBenchPair(tb testing.TB, ike string) *benchPair {
 	mk := func(addr, peer netip.Addr) (*Engine, *transport.Mem) {
 		conn := n.Listen(netip.AddrPortFrom(addr, 500), netip.AddrPortFrom(addr, 4500))
 		e, err := New(Config{Transport: conn, Clock: clock, Dataplane: &enginetest.CountingDataplane{},
-			Authenticators: map[string]provider.Authenticator{"psk": &enginetest.PSK{Secret: []byte("bench")}},
+			Authenticators:  map[string]provider.Authenticator{"psk": &enginetest.PSK{Secret: []byte("bench")}},
 			CookieThreshold: 1 << 30})
 		if err != nil {
 			tb.Fatal(err)

@@ -219,10 +219,16 @@ func (d *CountingDataplane) AllocateSPI(context.Context, netip.Addr, netip.Addr)
 }
 
 // InstallSA implements provider.Dataplane.
-func (d *CountingDataplane) InstallSA(context.Context, *provider.ChildSA) error { d.Installed++; return nil }
+func (d *CountingDataplane) InstallSA(context.Context, *provider.ChildSA) error {
+	d.Installed++
+	return nil
+}
 
 // DeleteSA implements provider.Dataplane.
-func (d *CountingDataplane) DeleteSA(context.Context, provider.SAKey) error { d.DeletedSAs++; return nil }
+func (d *CountingDataplane) DeleteSA(context.Context, provider.SAKey) error {
+	d.DeletedSAs++
+	return nil
+}
 
 // InstallPolicy implements provider.Dataplane.
 func (d *CountingDataplane) InstallPolicy(context.Context, *provider.Policy) error {
