@@ -143,8 +143,9 @@ type tables struct {
 
 // Dataplane implements provider.Dataplane.
 type Dataplane struct {
-	opts Options
-	log  *slog.Logger
+	opts     Options
+	mtuFixed bool // Options.TUNMTU was given
+	log      *slog.Logger
 
 	tun     *tun.Device
 	routing *routing
@@ -175,8 +176,9 @@ var _ provider.Dataplane = (*Dataplane)(nil)
 // namespaces) and starts the packet goroutines. Leftovers of a previous run
 // (same table and rule range) are removed first.
 func New(opts Options) (*Dataplane, error) {
+	fixed := opts.TUNMTU != 0
 	opts.defaults()
-	d := &Dataplane{opts: opts, log: opts.Logger, reserved: map[uint32]bool{},
+	d := &Dataplane{opts: opts, mtuFixed: fixed, log: opts.Logger, reserved: map[uint32]bool{},
 		subs: map[chan provider.Event]struct{}{}, done: make(chan struct{})}
 	d.tables.Store(&tables{byKey: map[provider.SAKey]*sa{}, inBySPI: map[uint32]*sa{}, outByReqID: map[uint32]*sa{}})
 	if err := d.open(); err != nil {
@@ -393,7 +395,24 @@ func (d *Dataplane) InstallSA(ctx context.Context, c *provider.ChildSA) error {
 	}
 	delete(d.reserved, c.SPI)
 	d.armLifetime(s)
+	d.fitMTU()
 	return nil
+}
+
+// fitMTU lowers the TUN MTU when an installed outbound SA has more overhead
+// than the default allows for (e.g. AES-CBC with a long ICV), and raises it
+// back when that SA goes. A TUNMTU set in Options is left alone.
+func (d *Dataplane) fitMTU() {
+	if d.mtuFixed || d.routing == nil {
+		return
+	}
+	mtu := d.opts.TUNMTU
+	for _, s := range d.tables.Load().outByReqID {
+		mtu = min(mtu, s.maxInner)
+	}
+	if err := d.routing.setMTU(mtu); err != nil {
+		d.log.Warn("TUN MTU", "mtu", mtu, "err", err)
+	}
 }
 
 // seqSoftMargin is how many sequence numbers before exhaustion the
@@ -435,7 +454,7 @@ func removeSA(t *tables, s *sa) {
 func (d *Dataplane) DeleteSA(ctx context.Context, key provider.SAKey) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.update(func(t *tables) error {
+	err := d.update(func(t *tables) error {
 		s := t.byKey[key]
 		if s == nil {
 			return fmt.Errorf("no SA with SPI %#08x to %s", key.SPI, key.Dst)
@@ -446,10 +465,15 @@ func (d *Dataplane) DeleteSA(ctx context.Context, key provider.SAKey) error {
 		removeSA(t, s)
 		return nil
 	})
+	if err == nil {
+		d.fitMTU()
+	}
+	return err
 }
 
-// InstallPolicy adds a policy. Outbound Protect and Trap policies get
-// routing rules that steer matching traffic into the TUN device.
+// InstallPolicy adds a policy. Outbound Protect, Trap and Block policies get
+// routing rules that steer matching traffic into the TUN device; Bypass
+// policies get rules ahead of those that keep their traffic on the main table.
 func (d *Dataplane) InstallPolicy(ctx context.Context, p *provider.Policy) error {
 	if p == nil || p.Action < provider.Protect || p.Action > provider.Block {
 		return errors.New("policy needs an action")
@@ -460,7 +484,7 @@ func (d *Dataplane) InstallPolicy(ctx context.Context, p *provider.Policy) error
 	np := &installedPolicy{Policy: *p}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if p.Dir == provider.Out && (p.Action == provider.Protect || p.Action == provider.Trap) {
+	if p.Dir == provider.Out {
 		if err := d.routing.addPolicy(p); err != nil {
 			return err
 		}
@@ -592,6 +616,7 @@ func (d *Dataplane) expire(s *sa) {
 		}
 		return nil
 	})
+	d.fitMTU()
 	d.mu.Unlock()
 	if removed {
 		d.emit(provider.Event{Kind: provider.HardExpire, ReqID: s.cfg.ReqID, SA: s.key})

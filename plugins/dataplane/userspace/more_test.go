@@ -338,3 +338,56 @@ func TestLeftoversRemoved(t *testing.T) {
 		t.Fatalf("routes left after Close:\n%s", out)
 	}
 }
+
+func TestBypassInsideProtectedRangeAndCBC(t *testing.T) {
+	a, b := topology(t, Options{})
+	ctx := context.Background()
+	p := protect(t, a, b, a.v4, b.v4, 6, 0, 1, provider.Transport, nil, "aes-cbc/hmac-sha2-256-128", 16)
+	// Bypass TCP port 8080 on both sides, as an operator's passthrough
+	// policy with a higher priority (lower number) than the Protect one.
+	for _, x := range []struct {
+		h             *host
+		local, remote provider.TrafficSelector
+	}{
+		{a, provider.TrafficSelector{Start: a.v4, End: a.v4, Protocol: 6, EndPort: 0xffff}, provider.TrafficSelector{Start: b.v4, End: b.v4, Protocol: 6, StartPort: 8080, EndPort: 8080}},
+		{b, provider.TrafficSelector{Start: b.v4, End: b.v4, Protocol: 6, StartPort: 8080, EndPort: 8080}, provider.TrafficSelector{Start: a.v4, End: a.v4, Protocol: 6, EndPort: 0xffff}},
+	} {
+		if err := x.h.dp.InstallPolicy(ctx, &provider.Policy{Dir: provider.Out, Action: provider.Bypass, Local: x.local, Remote: x.remote, Priority: 10}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pcap, stop := capture(t, b.ns, b.ifname)
+	transfer(t, a, b, a.v4, b.v4, protectedPort, 1<<20)
+	transfer(t, a, b, a.v4, b.v4, 8080, 256<<10)
+	stop()
+	if n := countPackets(t, pcap, "tcp port 5201"); n != 0 {
+		t.Errorf("%d cleartext packets of protected TCP", n)
+	}
+	if n := countPackets(t, pcap, "tcp port 8080"); n == 0 {
+		t.Error("bypassed TCP did not flow in clear")
+	}
+	if c := counters(t, b.dp, p.out); c.Packets == 0 || c.AuthFailures != 0 {
+		t.Errorf("CBC SA: %+v", c)
+	}
+
+	// An SA with more overhead than the default TUN MTU allows for lowers
+	// the TUN MTU; deleting it restores the default.
+	mtu := func() string { return a.ns.Run("cat", "/sys/class/net/veil0/mtu") }
+	if m := strings.TrimSpace(mtu()); m != "1415" {
+		t.Fatalf("TUN MTU %s", m)
+	}
+	big := &provider.ChildSA{ReqID: 99, SPI: 0x9999, Src: a.v6, Dst: b.v6, Mode: provider.Tunnel, Encryption: "aes-cbc",
+		EncKey: make([]byte, 32), Integrity: "hmac-sha2-512-256", IntegKey: make([]byte, 64), Encap: &provider.UDPEncap{SrcPort: 4500, DstPort: 4500}}
+	if err := a.dp.InstallSA(ctx, big); err != nil {
+		t.Fatal(err)
+	}
+	if m := strings.TrimSpace(mtu()); m == "1415" {
+		t.Fatal("TUN MTU not lowered for an SA with more overhead")
+	}
+	if err := a.dp.DeleteSA(ctx, provider.SAKey{Dst: b.v6, SPI: 0x9999}); err != nil {
+		t.Fatal(err)
+	}
+	if m := strings.TrimSpace(mtu()); m != "1415" {
+		t.Fatalf("TUN MTU %s after delete", m)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -106,9 +107,17 @@ func protectESN(t testing.TB, a, b *host, aAddr, bAddr netip.Addr, proto uint8, 
 	rand.Read(k1)
 	rand.Read(k2)
 	spiAB, spiBA := 0x1000+reqid, 0x2000+reqid
+	// "aes-cbc/hmac-sha2-256-128" names an integrity algorithm too.
+	encr, integ, _ := strings.Cut(encr, "/")
+	ik := make([]byte, 32)
+	rand.Read(ik)
 	mk := func(spi uint32, inbound bool, src, dst netip.Addr, key []byte) *provider.ChildSA {
-		return &provider.ChildSA{ReqID: reqid, SPI: spi, Inbound: inbound, Src: src, Dst: dst, Mode: mode,
+		c := &provider.ChildSA{ReqID: reqid, SPI: spi, Inbound: inbound, Src: src, Dst: dst, Mode: mode,
 			Encryption: encr, EncKey: append([]byte(nil), key...), ESN: esn, ReplayWindow: 1024, Encap: encap}
+		if integ != "" {
+			c.Integrity, c.IntegKey = integ, ik
+		}
+		return c
 	}
 	aTun, bTun := aAddr, bAddr // tunnel endpoints
 	if mode == provider.Tunnel {
@@ -162,8 +171,8 @@ func capture(t *testing.T, ns *netns.NS, ifname string) (path string, stop func(
 	path = filepath.Join(t.TempDir(), "cap.pcap")
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := ns.Command(ctx, "tcpdump", "-i", ifname, "-nn", "-U", "--immediate-mode", "-B", "16384", "-s", "256", "-w", path)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -201,6 +210,24 @@ func capture(t *testing.T, ns *netns.NS, ifname string) (path string, stop func(
 	}
 	t.Cleanup(stop)
 	return path, stop
+}
+
+// lockedBuffer is written by exec's copying goroutine while the test reads.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // countPackets counts the packets in a capture matching a tcpdump filter.

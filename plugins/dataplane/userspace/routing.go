@@ -16,7 +16,8 @@ import (
 // routing owns one routing table and a range of rule priorities:
 //
 //	priority P      fwmark M lookup main   (outer ESP/IKE packets bypass)
-//	priority P+100  to <remote> ipproto X dport Y sport Z lookup T  (per policy)
+//	priority P+50   to <remote> ipproto X dport Y sport Z lookup main (Bypass policies)
+//	priority P+100  to <remote> ipproto X dport Y sport Z lookup T  (Protect, Trap, Block)
 //	table T         <remote> dev veil0 [src <local>], default dev veil0
 //
 // Anything found in table T or the priority range P..P+999 is ours and is
@@ -30,9 +31,13 @@ type routing struct {
 	linkIdx  int
 	refs     map[string]int // rule or route key -> users
 	installs map[string][]func() error
+	actions  map[string]provider.PolicyAction
 }
 
-const policyRuleOffset = 100
+const (
+	bypassRuleOffset = 50
+	policyRuleOffset = 100
+)
 
 func newRouting(table, prio int, mark uint32, tunName string) (*routing, error) {
 	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
@@ -40,7 +45,7 @@ func newRouting(table, prio int, mark uint32, tunName string) (*routing, error) 
 		return nil, fmt.Errorf("netlink: %w", err)
 	}
 	return &routing{h: h, table: table, prio: prio, mark: mark, tunName: tunName,
-		refs: map[string]int{}, installs: map[string][]func() error{}}, nil
+		refs: map[string]int{}, installs: map[string][]func() error{}, actions: map[string]provider.PolicyAction{}}, nil
 }
 
 func (r *routing) close() { r.h.Close() }
@@ -66,6 +71,18 @@ func (r *routing) cleanup() {
 	}
 	r.refs = map[string]int{}
 	r.installs = map[string][]func() error{}
+	r.actions = map[string]provider.PolicyAction{}
+}
+
+func (r *routing) setMTU(mtu int) error {
+	link, err := r.h.LinkByIndex(r.linkIdx)
+	if err != nil {
+		return err
+	}
+	if link.Attrs().MTU == mtu {
+		return nil
+	}
+	return r.h.LinkSetMTU(link, mtu)
 }
 
 // setupDevice brings the TUN device up and adds the bypass rules and the
@@ -108,11 +125,19 @@ func policyKey(p *provider.Policy) string {
 	return fmt.Sprintf("%v|%v|%d|%d", p.Local, p.Remote, p.Mark, p.IfID)
 }
 
-// addPolicy steers the policy's outbound traffic into the TUN device.
+// addPolicy steers the policy's outbound traffic into the TUN device, or
+// for Bypass policies keeps it on the main table ahead of the steering rules.
 func (r *routing) addPolicy(p *provider.Policy) error {
 	key := policyKey(p)
 	if _, ok := r.installs[key]; ok {
-		return nil
+		if (r.actions[key] == provider.Bypass) == (p.Action == provider.Bypass) {
+			return nil
+		}
+		r.deletePolicy(p)
+	}
+	prio, table := r.prio+policyRuleOffset, r.table
+	if p.Action == provider.Bypass {
+		prio, table = r.prio+bypassRuleOffset, unix.RT_TABLE_MAIN
 	}
 	remote := p.Remote
 	if !remote.Start.IsValid() {
@@ -135,7 +160,7 @@ func (r *routing) addPolicy(p *provider.Policy) error {
 		if pfx.Addr().Is6() {
 			rule.Family = netlink.FAMILY_V6
 		}
-		rule.Priority, rule.Table = r.prio+policyRuleOffset, r.table
+		rule.Priority, rule.Table = prio, table
 		if pfx.Bits() > 0 {
 			rule.Dst = prefixToIPNet(pfx)
 		}
@@ -156,7 +181,7 @@ func (r *routing) addPolicy(p *provider.Policy) error {
 		}
 		// A route with the local address as preferred source, so sockets that
 		// are not bound pick the address the selector names.
-		if p.Local.Start.IsValid() && p.Local.Start == p.Local.End && p.Local.Start.Is4() == pfx.Addr().Is4() && pfx.Bits() > 0 {
+		if table == r.table && p.Local.Start.IsValid() && p.Local.Start == p.Local.End && p.Local.Start.Is4() == pfx.Addr().Is4() && pfx.Bits() > 0 {
 			route := &netlink.Route{LinkIndex: r.linkIdx, Dst: prefixToIPNet(pfx), Src: p.Local.Start.AsSlice(), Table: r.table, Scope: netlink.SCOPE_LINK}
 			if u, err := r.ref("route "+pfx.String(), func() error { return r.h.RouteAdd(route) }, func() error { return r.h.RouteDel(route) }); err == nil {
 				undo = append(undo, u)
@@ -164,6 +189,7 @@ func (r *routing) addPolicy(p *provider.Policy) error {
 		}
 	}
 	r.installs[key] = undo
+	r.actions[key] = p.Action
 	return nil
 }
 
@@ -173,6 +199,7 @@ func (r *routing) deletePolicy(p *provider.Policy) {
 		u()
 	}
 	delete(r.installs, key)
+	delete(r.actions, key)
 }
 
 // ref installs a shared rule or route once and returns the release function.
