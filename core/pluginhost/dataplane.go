@@ -80,6 +80,17 @@ func (d *Dataplane) restore(ctx context.Context, c *dataplane.Client) error {
 	return nil
 }
 
+// forgetAll drops the record and zeroes the keys it held (host closing).
+func (d *Dataplane) forgetAll() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for k, sa := range d.sas {
+		zeroKeys(sa)
+		delete(d.sas, k)
+	}
+	clear(d.policies)
+}
+
 // Installed returns how many SAs and policies the host has recorded.
 func (d *Dataplane) Installed() (sas, policies int) {
 	d.mu.Lock()

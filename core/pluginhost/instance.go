@@ -377,6 +377,9 @@ func (i *instance) stop() {
 	i.mu.Unlock()
 	<-i.doneCh
 	i.setDown(errors.New("plugin host closed"))
+	if i.dataplane != nil {
+		i.dataplane.forgetAll()
+	}
 }
 
 // tailWriter logs a plugin's stderr line by line and keeps the last lines
