@@ -74,6 +74,7 @@ func (p *benchPair) handshake(tb testing.TB) {
 func BenchmarkHandshake(b *testing.B) {
 	for _, tc := range []struct{ name, ike string }{
 		{"X25519-PSK", "aes128gcm16-prfsha256-x25519"},
+		{"X25519-MLKEM768-PSK", "aes256gcm16-prfsha384-x25519-ke1_mlkem768"},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			p := newBenchPair(b, tc.ike)

@@ -23,7 +23,7 @@ func (sa *SA) signedOctets(initiatorSide bool, idBody []byte) []byte {
 	}
 	mac := sa.Suite.ComputePRF(skp, idBody)
 	out := make([]byte, 0, len(msg)+len(nonce)+len(mac))
-	return append(append(append(out, msg...), nonce...), mac...)
+	return append(append(append(append(out, msg...), nonce...), mac...), sa.intAuthSuffix()...)
 }
 
 func (sa *SA) authRequest(role provider.Role, local, remote provider.Identity, octets []byte) *provider.AuthRequest {
@@ -45,6 +45,10 @@ func (sa *SA) startAuth(childName string) {
 		return
 	}
 	role := provider.Initiator
+	sa.authMID = sa.nextReqID
+	if sa.inflight != nil || len(sa.queue) > 0 {
+		sa.authMID += uint32(len(sa.queue)) + 1
+	}
 	res, err := auth.Make(ctx(), sa.authRequest(role, local.ID, remote.ID, sa.signedOctets(true, idi.SignedBody())))
 	if err != nil {
 		sa.fail("auth", fmt.Sprintf("making our AUTH failed: %v", err))

@@ -109,6 +109,9 @@ func (sa *SA) initNotifies() []ike.Payload {
 	if sa.Conn.Fragmentation {
 		ps = append(ps, &ike.Notify{NotifyType: ike.NotifyIkev2FragmentationSupported})
 	}
+	if offersAddKE(sa.Conn.IKEProposals) {
+		ps = append(ps, &ike.Notify{NotifyType: ike.NotifyIntermediateExchangeSupported})
+	}
 	// RFC 7427 hash algorithms: SHA2-256, -384, -512, Identity.
 	ps = append(ps, &ike.Notify{NotifyType: ike.NotifySignatureHashAlgorithms, Data: []byte{0, 2, 0, 3, 0, 4, 0, 5}})
 	return ps
@@ -226,6 +229,14 @@ func (sa *SA) handleInitMessage(m *ike.Message) {
 	}
 	child := ex.child
 	sa.initEx = nil
+	if len(suite.AdditionalKEs()) > 0 {
+		if m.Notify(ike.NotifyIntermediateExchangeSupported) == nil {
+			sa.fail("proposal", "peer chose additional key exchanges but does not support IKE_INTERMEDIATE")
+			return
+		}
+		sa.startIntermediate(child)
+		return
+	}
 	sa.startAuth(child)
 }
 

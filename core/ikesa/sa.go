@@ -129,6 +129,9 @@ type SA struct {
 
 	Children []*ChildSA
 
+	inter     intermediate
+	authMID   uint32 // message ID of the IKE_AUTH request
+	lastPlain []byte // IntAuth data of the last IKE_INTERMEDIATE response
 	// in-progress exchange state
 	initEx *initState
 	authEx *authState
@@ -394,7 +397,13 @@ func (sa *SA) HandleMessage(m *ike.Message, local, remote netip.AddrPort) {
 			sa.env.Stats.Drop("unexpected-response")
 			return
 		}
-		ps, err := ike.OpenMessage(m, sa.in)
+		var ps []ike.Payload
+		var err error
+		if m.Header.Exchange == ike.IKE_INTERMEDIATE {
+			ps, sa.lastPlain, err = sa.openWithData(m)
+		} else {
+			ps, err = ike.OpenMessage(m, sa.in)
+		}
 		if err != nil {
 			sa.env.Stats.Drop("integrity")
 			sa.logger().Debug("response failed integrity check", "err", err)
@@ -420,7 +429,14 @@ func (sa *SA) HandleMessage(m *ike.Message, local, remote netip.AddrPort) {
 		sa.env.Stats.Drop("message-id")
 		return
 	}
-	ps, err := ike.OpenMessage(m, sa.in)
+	var ps []ike.Payload
+	var data []byte
+	var err error
+	if m.Header.Exchange == ike.IKE_INTERMEDIATE {
+		ps, data, err = sa.openWithData(m)
+	} else {
+		ps, err = ike.OpenMessage(m, sa.in)
+	}
 	if err != nil {
 		sa.env.Stats.Drop("integrity")
 		sa.logger().Debug("request failed integrity check", "err", err)
@@ -432,7 +448,10 @@ func (sa *SA) HandleMessage(m *ike.Message, local, remote netip.AddrPort) {
 	sa.lastReqHash = sha256.Sum256(m.Raw)
 	switch m.Header.Exchange {
 	case ike.IKE_AUTH:
+		sa.authMID = id
 		sa.handleAuthRequest(id, ps)
+	case ike.IKE_INTERMEDIATE:
+		sa.handleIntermediateRequest(id, ps, data)
 	case ike.INFORMATIONAL:
 		sa.handleInformational(id, ps)
 	case ike.CREATE_CHILD_SA:
