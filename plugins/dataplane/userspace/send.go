@@ -164,7 +164,7 @@ func (d *Dataplane) sealOne(t *tables, q *tun.Queue, buf []byte, size int, now i
 	}
 	if size > s.maxInner {
 		d.stats.tooBig.Add(1)
-		if f.DontFragment {
+		if f.DontFragment && q != nil {
 			if icmp := tooBig(buf, headroom, size, f, s.maxInner); icmp != nil {
 				q.Write(icmp)
 			}
