@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 
@@ -25,18 +26,31 @@ import (
 var builtinPlugins = pluginhost.Builtins{
 	"auth/psk":            func() any { return psk.New() },
 	"keystore/file":       func() any { return file.New() },
-	"dataplane/userspace": func() any { return adapt.Dataplane(userspacePlugin()) },
-	"dataplane/xfrm":      func() any { return adapt.Dataplane(xfrmPlugin()) },
+	"dataplane/userspace": func() any { return adapt.Dataplane(closeAtExit(userspacePlugin())) },
+	"dataplane/xfrm":      func() any { return adapt.Dataplane(closeAtExit(xfrmPlugin())) },
+}
+
+// atExit are closed when a bundled plugin stops serving: a dataplane
+// removes what it installed.
+var atExit []io.Closer
+
+func closeAtExit(l adapt.LazyImpl) adapt.Impl {
+	atExit = append(atExit, l)
+	return l
 }
 
 func servePlugin(kind, name string) error {
-	return pluginhost.ServeBuiltin(kind, name, builtinPlugins)
+	err := pluginhost.ServeBuiltin(kind, name, builtinPlugins)
+	for _, c := range atExit {
+		c.Close()
+	}
+	return err
 }
 
 // pluginLogger writes to stderr, which the host relays into veild's log.
 func pluginLogger() *slog.Logger { return slog.New(slog.NewTextHandler(os.Stderr, nil)) }
 
-func userspacePlugin() adapt.Impl {
+func userspacePlugin() adapt.LazyImpl {
 	schema := base.Schema{Attributes: []base.Attribute{
 		{Name: "tun_name", Type: "string", Description: `TUN device name ("veil0")`},
 		{Name: "path_mtu", Type: "number", Description: "MTU of the path ESP packets take (1500)"},
@@ -73,7 +87,7 @@ func userspacePlugin() adapt.Impl {
 		})
 }
 
-func xfrmPlugin() adapt.Impl {
+func xfrmPlugin() adapt.LazyImpl {
 	schema := base.Schema{Attributes: []base.Attribute{
 		{Name: "packet_offload", Type: "bool", Description: "ask capable NICs for full packet offload instead of crypto offload"},
 	}}

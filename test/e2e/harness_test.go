@@ -57,6 +57,7 @@ type peerConfig struct {
 	RemoteTS    string
 	Extra       string // more connection attributes
 	ExtraConns  string // more connection blocks
+	Metrics     string // metrics_listen, if set
 }
 
 var configTemplate = template.Must(template.New("cfg").Parse(`
@@ -64,6 +65,7 @@ daemon {
   control_socket = "{{.Socket}}"
   listen         = ["{{.Listen}}"]
   log_level      = "debug"
+  {{if .Metrics}}metrics_listen = "{{.Metrics}}"{{end}}
 }
 plugin "dataplane" "userspace" {}
 connection "lab" {

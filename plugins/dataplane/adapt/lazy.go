@@ -3,6 +3,7 @@ package adapt
 import (
 	"context"
 	"errors"
+	"io"
 	"net/netip"
 	"sync"
 
@@ -14,10 +15,16 @@ import (
 type Opener func(ctx context.Context, configJSON []byte) (provider.Dataplane, error)
 
 // Lazy is a bundled dataplane plugin that is built when the host configures
-// it (its options come from the plugin block) and rebuilt on a new
-// configuration. Wrap it with Dataplane to serve it.
-func Lazy(info base.Info, schema base.Schema, open Opener) Impl {
+// it (its options come from the plugin block). Wrap it with Dataplane to
+// serve it; Close it when serving ends.
+func Lazy(info base.Info, schema base.Schema, open Opener) LazyImpl {
 	return &lazy{info: info, schema: schema, open: open}
+}
+
+// LazyImpl is an Impl that can be closed.
+type LazyImpl interface {
+	Impl
+	io.Closer
 }
 
 type lazy struct {
@@ -117,4 +124,17 @@ func (l *lazy) Events(ctx context.Context) (<-chan provider.Event, error) {
 		return nil, errNotConfigured
 	}
 	return dp.Events(ctx)
+}
+
+// Close closes the dataplane, if it was opened and can be closed, so what
+// it installed (TUN devices, routing rules, XFRM state) goes with it.
+func (l *lazy) Close() error {
+	l.mu.Lock()
+	dp := l.dp
+	l.dp = nil
+	l.mu.Unlock()
+	if c, ok := dp.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
 }
