@@ -97,6 +97,19 @@ func TestFuzzCorpus(t *testing.T) {
 	u.Payloads = append(u.Payloads[:1], append([]Payload{&UnknownPayload{PayloadType: 200, Body: []byte("x")}}, u.Payloads[1:]...)...)
 	seeds["unknown_payload"], _ = u.Marshal()
 
+	// The real strongSwan messages, without the non-ESP marker.
+	ss, err := ReadStrongSwanExchange()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range ss.Datagrams {
+		b := d.Payload
+		if d.Dst.Port() == 4500 {
+			b, _ = StripNonESPMarker(b)
+		}
+		seeds[fmt.Sprintf("strongswan_%d", i+1)] = b
+	}
+
 	if *updateCorpus {
 		c := testCiphers()["aes-gcm-16"]
 		auth, err := SealMessage(SampleAuthHeader(), SampleAuthPayloads(), c)
@@ -119,7 +132,8 @@ func TestFuzzCorpus(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"ike_sa_init_request", "ike_sa_init_response", "informational",
-		"unknown_payload", "ike_auth_request_sk", "ike_auth_request_skf_1", "ike_auth_request_skf_2"} {
+		"unknown_payload", "ike_auth_request_sk", "ike_auth_request_skf_1", "ike_auth_request_skf_2",
+		"strongswan_1", "strongswan_2", "strongswan_3", "strongswan_4"} {
 		b := readSeed(t, filepath.Join(dir, name))
 		if _, err := ParseMessage(b); err != nil {
 			t.Errorf("seed %s does not parse: %v", name, err)

@@ -14,8 +14,14 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
 	"math/big"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -163,4 +169,55 @@ func SampleCertificate() []byte {
 		panic(err)
 	}
 	return der
+}
+
+// StrongSwanExchange is testdata/strongswan-psk-exchange.txt: a real
+// exchange between two strongSwan instances with the initiator's keys.
+type StrongSwanExchange struct {
+	PSK       string
+	Keys      map[string][]byte // sk_d, sk_ai, sk_ar, sk_ei, sk_er, sk_pi, sk_pr
+	Datagrams []StrongSwanDatagram
+}
+
+// StrongSwanDatagram is one captured UDP payload.
+type StrongSwanDatagram struct {
+	Src, Dst netip.AddrPort
+	Payload  []byte
+}
+
+func ReadStrongSwanExchange() (*StrongSwanExchange, error) {
+	content, err := os.ReadFile(filepath.Join("testdata", "strongswan-psk-exchange.txt"))
+	if err != nil {
+		return nil, err
+	}
+	x := &StrongSwanExchange{Keys: map[string][]byte{}}
+	for _, line := range strings.Split(string(content), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		key, rest, _ := strings.Cut(line, " ")
+		switch {
+		case key == "psk":
+			x.PSK = rest
+		case key == "msg":
+			f := strings.Fields(rest)
+			if len(f) != 3 {
+				return nil, fmt.Errorf("bad line %q", line)
+			}
+			src, err1 := netip.ParseAddrPort(f[0])
+			dst, err2 := netip.ParseAddrPort(f[1])
+			b, err3 := hex.DecodeString(f[2])
+			if err := errors.Join(err1, err2, err3); err != nil {
+				return nil, err
+			}
+			x.Datagrams = append(x.Datagrams, StrongSwanDatagram{src, dst, b})
+		default:
+			b, err := hex.DecodeString(rest)
+			if err != nil {
+				return nil, err
+			}
+			x.Keys[key] = b
+		}
+	}
+	return x, nil
 }
