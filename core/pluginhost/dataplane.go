@@ -226,13 +226,18 @@ func (d *Dataplane) Events(ctx context.Context) (<-chan provider.Event, error) {
 				if ctx.Err() != nil {
 					return
 				}
-				if c, err := d.client(); err == nil {
-					if ch, err = c.Events(ctx); err == nil {
-						break
-					}
+				// While the plugin is down, wait for it to come back; if it
+				// looks up but will not subscribe (it is dying and the
+				// supervisor has not noticed yet), retry after a pause.
+				var up <-chan struct{}
+				c, err := d.client()
+				if err != nil {
+					up = d.inst.waitUp()
+				} else if ch, err = c.Events(ctx); err == nil {
+					break
 				}
 				select {
-				case <-d.inst.waitUp():
+				case <-up:
 				case <-time.After(d.inst.h.opts.MinBackoff):
 				case <-ctx.Done():
 					return
