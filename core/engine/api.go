@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/veil-ipsec/veil/core/ikesa"
+	"github.com/veil-ipsec/veil/core/provider"
 	"github.com/veil-ipsec/veil/core/ts"
 )
 
@@ -325,8 +326,13 @@ func (e *Engine) Snapshot() []IKESAInfo {
 			info.Proposal = sa.Suite.String()
 		}
 		for _, c := range sa.Children {
+			in, outKey := c.SAKeys()
+			cnt, err := e.cfg.Dataplane.Counters(context.Background(), []provider.SAKey{in, outKey})
 			ci := ChildSAInfo{Name: c.Config.Name, State: c.State.String(), Mode: c.Mode.String(), Proposal: c.Suite.String(),
 				SPIIn: fmt.Sprintf("%08x", c.SPIIn), SPIOut: fmt.Sprintf("%08x", c.SPIOut)}
+			if err == nil && len(cnt) == 2 {
+				ci.BytesIn, ci.PacketsIn, ci.BytesOut, ci.PacketsOut = cnt[0].Bytes, cnt[0].Packets, cnt[1].Bytes, cnt[1].Packets
+			}
 			for _, t := range c.LocalTS {
 				ci.LocalTS = append(ci.LocalTS, ts.Format(t))
 			}

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -117,7 +118,7 @@ func New(cfg Config) (*Engine, error) {
 		wake: make(chan struct{}, 1)}
 	e.env = &ikesa.Env{Dataplane: cfg.Dataplane, KeyStore: cfg.KeyStore, Auth: cfg.Authenticators,
 		Logger: cfg.Logger, Now: cfg.Clock.Now, Retransmit: cfg.Retransmit, NATPort: cfg.NATPort,
-		NextReqID: func() uint32 { e.reqID++; return e.reqID }, Stats: e.stats}
+		NextReqID: func() uint32 { e.reqID++; return e.reqID }, Stats: e.stats, Candidates: e.candidates}
 	rand.Read(e.cookieSecret[:])
 	e.cookieRotated = cfg.Clock.Now()
 	return e, nil
@@ -126,6 +127,9 @@ func New(cfg Config) (*Engine, error) {
 // Run receives packets and runs timers until ctx ends.
 func (e *Engine) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
+	dpCtx, stopDP := context.WithCancel(ctx)
+	defer stopDP()
+	go e.watchDataplane(dpCtx)
 	go func() {
 		pkts := make([]transport.Packet, 32)
 		for {
@@ -225,18 +229,28 @@ func (e *Engine) handlePacket(p transport.Packet) {
 }
 
 func (e *Engine) findConn(remote netip.Addr) *Connection {
-	var any *Connection
+	if cs := e.candidates(remote); len(cs) > 0 {
+		return cs[0]
+	}
+	return nil
+}
+
+// candidates lists connections for a peer address: exact address matches
+// first, then those accepting any address; by name within each group.
+func (e *Engine) candidates(remote netip.Addr) []*Connection {
+	var exact, any []*Connection
 	for _, c := range e.conns {
-		if len(c.RemoteAddrs) == 0 && any == nil {
-			any = c
+		if len(c.RemoteAddrs) == 0 {
+			any = append(any, c)
 		}
-		for _, a := range c.RemoteAddrs {
-			if a == remote {
-				return c
-			}
+		if slices.Contains(c.RemoteAddrs, remote) {
+			exact = append(exact, c)
 		}
 	}
-	return any
+	byName := func(a, b *Connection) int { return strings.Compare(a.Name, b.Name) }
+	slices.SortFunc(exact, byName)
+	slices.SortFunc(any, byName)
+	return append(exact, any...)
 }
 
 func (e *Engine) respondInit(p transport.Packet, m *ike.Message) {

@@ -160,6 +160,7 @@ func (sa *SA) handleAuthRequest(id uint32, ps []ike.Payload) {
 		sa.respond(ike.IKE_AUTH, id, []ike.Payload{&ike.Notify{NotifyType: ike.NotifyInvalidSyntax}})
 		return
 	}
+	sa.selectConn(ps)
 	if class, reason := sa.verifyPeer(ps, true); class != "" {
 		sa.respond(ike.IKE_AUTH, id, []ike.Payload{&ike.Notify{NotifyType: ike.NotifyAuthenticationFailed}})
 		sa.fail(class, reason)
@@ -197,5 +198,42 @@ func (sa *SA) handleAuthRequest(id uint32, ps []ike.Payload) {
 	sa.established()
 	if child != nil {
 		sa.childUp(child)
+	}
+}
+
+// selectConn switches a responder to the candidate connection that matches
+// the peer's IDi (and IDr, if sent) best: an exact remote identity beats
+// an unset one; a configuration with a different identity never matches.
+func (sa *SA) selectConn(ps []ike.Payload) {
+	if sa.env.Candidates == nil {
+		return
+	}
+	idi, idr := ike.GetID(ps, true), ike.GetID(ps, false)
+	if idi == nil {
+		return
+	}
+	best, bestScore := sa.Conn, -1
+	for _, c := range sa.env.Candidates(sa.Remote.Addr()) {
+		score := 0
+		if want := c.Remote.ID; len(want.Data) > 0 {
+			if uint8(idi.IDType) != want.Type || !bytes.Equal(idi.Data, want.Data) {
+				continue
+			}
+			score += 2
+		}
+		if idr != nil && len(c.Local.ID.Data) > 0 {
+			if uint8(idr.IDType) != c.Local.ID.Type || !bytes.Equal(idr.Data, c.Local.ID.Data) {
+				continue
+			}
+			score++
+		}
+		if score > bestScore {
+			best, bestScore = c, score
+		}
+	}
+	if best != sa.Conn {
+		sa.logger().Debug("switching connection by identity", "to", best.Name)
+		sa.Conn = best
+		sa.log = sa.env.Logger.With("conn", best.Name)
 	}
 }

@@ -419,3 +419,36 @@ func (c *ChildSA) uninstall(env *Env) {
 		c.installedIn = false
 	}
 }
+
+// FindChild returns the Child SA one of whose SAs has key (inbound: our
+// SPI, outbound: the peer's), or nil.
+func (sa *SA) FindChild(key provider.SAKey) *ChildSA {
+	for _, c := range sa.Children {
+		if (c.SPIIn == key.SPI && c.inDst == key.Dst) || (c.SPIOut == key.SPI && c.outDst == key.Dst) {
+			return c
+		}
+	}
+	return nil
+}
+
+// SAKeys returns the keys of the child's inbound and outbound SAs.
+func (c *ChildSA) SAKeys() (in, out provider.SAKey) {
+	return provider.SAKey{Dst: c.inDst, SPI: c.SPIIn}, provider.SAKey{Dst: c.outDst, SPI: c.SPIOut}
+}
+
+// DataplaneEvent handles a dataplane report about one of this SA's
+// children: soft expiry and sequence exhaustion rekey it, hard expiry
+// removes it (the SA is already gone in the dataplane).
+func (sa *SA) DataplaneEvent(kind provider.EventKind, c *ChildSA) {
+	switch kind {
+	case provider.SoftExpire, provider.SeqExhausted:
+		if c.State == ChildInstalled {
+			if err := sa.startCreateChild(c.Config, c); err != nil {
+				sa.logger().Info("rekey on dataplane request failed", "child", c.Config.Name, "err", err)
+			}
+		}
+	case provider.HardExpire:
+		sa.logger().Info("Child SA expired in the dataplane", "child", c.Config.Name)
+		sa.deleteChild(c, "hard lifetime reached in the dataplane")
+	}
+}

@@ -81,4 +81,7 @@ type Env struct {
 	// NextReqID hands out dataplane ReqIDs.
 	NextReqID func() uint32
 	Stats     *Stats
+	// Candidates lists the connections a responder may use for a peer
+	// address, best first; IKE_AUTH picks among them by identity.
+	Candidates func(remote netip.Addr) []*Connection
 }

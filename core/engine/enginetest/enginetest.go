@@ -100,6 +100,7 @@ type Dataplane struct {
 	// FailInstall makes InstallSA fail.
 	FailInstall error
 	events      chan provider.Event
+	counts      map[provider.SAKey]provider.Counters
 }
 
 // NewDataplane returns an empty dataplane; SPIs start at base.
@@ -170,9 +171,25 @@ func (d *Dataplane) DeletePolicy(_ context.Context, p *provider.Policy) error {
 	return errors.New("no such policy")
 }
 
+// SetCounters sets what Counters reports for key.
+func (d *Dataplane) SetCounters(key provider.SAKey, c provider.Counters) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.counts == nil {
+		d.counts = map[provider.SAKey]provider.Counters{}
+	}
+	d.counts[key] = c
+}
+
 // Counters implements provider.Dataplane.
 func (d *Dataplane) Counters(_ context.Context, keys []provider.SAKey) ([]provider.Counters, error) {
-	return make([]provider.Counters, len(keys)), nil
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]provider.Counters, len(keys))
+	for i, k := range keys {
+		out[i] = d.counts[k]
+	}
+	return out, nil
 }
 
 // Events implements provider.Dataplane.

@@ -1,0 +1,67 @@
+package engine
+
+import (
+	"context"
+
+	"github.com/veil-ipsec/veil/core/ikesa"
+	"github.com/veil-ipsec/veil/core/provider"
+)
+
+// watchDataplane feeds dataplane events into the engine until ctx ends.
+func (e *Engine) watchDataplane(ctx context.Context) {
+	ch, err := e.cfg.Dataplane.Events(ctx)
+	if err != nil {
+		e.cfg.Logger.Warn("dataplane events unavailable", "err", err)
+		return
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-ch:
+			if !ok {
+				return
+			}
+			e.HandleDataplaneEvent(ev)
+		}
+	}
+}
+
+// HandleDataplaneEvent acts on one dataplane event: rekey on soft expiry
+// or sequence exhaustion, cleanup on hard expiry, initiate on Acquire.
+func (e *Engine) HandleDataplaneEvent(ev provider.Event) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch ev.Kind {
+	case provider.SoftExpire, provider.HardExpire, provider.SeqExhausted:
+		for _, sa := range e.sas {
+			if sa.Dead() || sa.State != ikesa.StateEstablished {
+				continue
+			}
+			if c := sa.FindChild(ev.SA); c != nil {
+				sa.DataplaneEvent(ev.Kind, c)
+				e.after(sa)
+				return
+			}
+		}
+		e.stats.Drop("dataplane-event-unknown-sa")
+	case provider.Acquire:
+		for _, sa := range e.sas {
+			for _, c := range sa.ChildSAs() {
+				if c.ReqID == ev.ReqID {
+					return // already being set up or installed
+				}
+			}
+		}
+		for _, c := range e.conns {
+			for _, ch := range c.Children {
+				if ch.StartAction == "trap" && len(c.RemoteAddrs) > 0 {
+					if _, err := e.initiateLocked(c, ch.Name, nil); err != nil {
+						e.setFailure(c.Name, err.Error())
+					}
+					return
+				}
+			}
+		}
+	}
+}
