@@ -168,7 +168,7 @@ func (r *Reassembler) Add(m *Message, c SKCipher) (inner []Payload, done bool, e
 	first := r.first
 	r.reset()
 	r.active, r.done, r.msgID = true, true, id
-	inner, err = ParsePayloads(first, all)
+	inner, err = parseInner(first, all)
 	clear(all)
 	return inner, err == nil, err
 }

@@ -38,14 +38,19 @@ func FuzzParseMessage(f *testing.F) {
 }
 
 // FuzzReassembler feeds arbitrary fragments (sealed with a known key, so
-// they pass authentication) to a Reassembler: it never panics and never
-// delivers more than was sent.
+// they pass authentication) to a Reassembler: it never panics, and it
+// delivers a message only once every fragment 1..Total of it was added.
 func FuzzReassembler(f *testing.F) {
 	c := testCiphers()["aes-gcm-16"]
 	f.Add(uint32(1), uint16(1), uint16(1), []byte{0, 0, 0, 20}, uint32(1), uint16(1), uint16(2), []byte{})
 	f.Add(uint32(3), uint16(2), uint16(2), []byte{1}, uint32(3), uint16(1), uint16(2), []byte{byte(PayloadNonce)})
 	f.Fuzz(func(t *testing.T, id1 uint32, n1, t1 uint16, d1 []byte, id2 uint32, n2, t2 uint16, d2 []byte) {
 		var ra Reassembler
+		type key struct {
+			id    uint32
+			total uint16
+		}
+		added := map[key]map[uint16]bool{}
 		for _, fr := range []struct {
 			id   uint32
 			n, t uint16
@@ -68,8 +73,14 @@ func FuzzReassembler(f *testing.F) {
 			if err != nil {
 				t.Fatalf("sealed fragment does not parse: %v", err)
 			}
-			if _, _, err := ra.Add(m, c); err != nil {
-				continue
+			k := key{fr.id, fr.t}
+			if added[k] == nil {
+				added[k] = map[uint16]bool{}
+			}
+			added[k][fr.n] = true
+			_, done, _ := ra.Add(m, c)
+			if done && len(added[k]) != int(fr.t) {
+				t.Fatalf("delivered message %d after %d of %d fragments", fr.id, len(added[k]), fr.t)
 			}
 		}
 	})

@@ -76,9 +76,24 @@ func OpenMessage(m *Message, c SKCipher) ([]Payload, error) {
 	if err != nil {
 		return nil, err
 	}
-	ps, err := ParsePayloads(sk.NextPayload, plain)
+	ps, err := parseInner(sk.NextPayload, plain)
 	clear(plain)
 	return ps, err
+}
+
+// parseInner parses decrypted payloads; another SK or SKF among them is a
+// syntax error (RFC 7296 §3.14, RFC 7383 §2.5), not something to open again.
+func parseInner(first PayloadType, plain []byte) ([]Payload, error) {
+	ps, err := ParsePayloads(first, plain)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range ps {
+		if t := p.Type(); t == PayloadSK || t == PayloadSKF {
+			return nil, fmt.Errorf("ike: %v payload inside an encrypted payload", t)
+		}
+	}
+	return ps, nil
 }
 
 // sealedAAD returns the bytes of m before its SK/SKF payload's data: the

@@ -85,6 +85,17 @@ func TestOpenMessageErrors(t *testing.T) {
 	if _, err := OpenMessage(&Message{}, c); err == nil {
 		t.Fatal("empty message opened")
 	}
+	nested, err := SealMessage(Header{Exchange: IKE_AUTH}, []Payload{&Nonce{Data: nonce16}, &Encrypted{Data: []byte{1}}}, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nm, err := ParseMessage(nested)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenMessage(nm, c); err == nil || !strings.Contains(err.Error(), "inside an encrypted payload") {
+		t.Fatalf("SK inside SK: %v", err)
+	}
 }
 
 // bigInner is a CERT-sized IKE_AUTH that needs fragmenting.
