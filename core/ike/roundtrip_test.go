@@ -137,6 +137,8 @@ func TestNames(t *testing.T) {
 		{IKE_FOLLOWUP_KE.String(), "IKE_FOLLOWUP_KE"},
 		{ExchangeType(99).String(), "EXCHANGE(99)"},
 		{PayloadSKF.String(), "SKF"},
+		{PayloadType(54).String(), "PS"},
+		{PayloadType(200).String(), "PAYLOAD(200)"},
 		{TransformADDKE1.String(), "ADDKE1"},
 		{TransformADDKE7.String(), "ADDKE7"},
 		{TransformType(13).String(), "TRANSFORM(13)"},

@@ -52,6 +52,9 @@ var payloadNames = map[PayloadType]string{
 	PayloadCERT: "CERT", PayloadCERTREQ: "CERTREQ", PayloadAUTH: "AUTH", PayloadNonce: "Nonce",
 	PayloadNotify: "N", PayloadDelete: "D", PayloadVendor: "V", PayloadTSi: "TSi", PayloadTSr: "TSr",
 	PayloadSK: "SK", PayloadCP: "CP", PayloadEAP: "EAP", PayloadSKF: "SKF",
+	// Registered, not implemented here (parsed as UnknownPayload): RFC 6467,
+	// G-IKEv2 and RFC 8019 puzzles.
+	49: "GSPM", 50: "IDg", 51: "GSA", 52: "KD", 54: "PS",
 }
 
 func (p PayloadType) String() string { return name(payloadNames, p, "PAYLOAD") }
