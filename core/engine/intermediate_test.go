@@ -25,10 +25,12 @@ func TestHybridMLKEM(t *testing.T) {
 				a.IKEProposals = mustProposals(t, transform.ProtoIKE, splitList(tc.a)...)
 				b.IKEProposals = mustProposals(t, transform.ProtoIKE, splitList(tc.b)...)
 			})
-			inter := 0
+			inter, followups := 0, 0
 			p.filter = func(pk transport.Packet) []transport.Packet {
 				if h, _ := exchangeOf(pk); h.Exchange == ike.IKE_INTERMEDIATE && !h.IsResponse() {
 					inter++
+				} else if h.Exchange == ike.IKE_FOLLOWUP_KE && !h.IsResponse() {
+					followups++
 				}
 				return []transport.Packet{pk}
 			}
@@ -40,9 +42,21 @@ func TestHybridMLKEM(t *testing.T) {
 			if got, want := p.a.e.Snapshot()[0].Proposal, mustProposals(t, transform.ProtoIKE, splitList(tc.b)[0])[0].String(); got != want {
 				t.Fatalf("proposal %s, want %s", got, want)
 			}
-			// The updated keys protect later exchanges: rekey the IKE SA and a child.
+			// The updated keys protect later exchanges: rekey a child and
+			// the IKE SA; the IKE rekey repeats every additional key
+			// exchange with IKE_FOLLOWUP_KE (RFC 9370 §2.2.2).
 			p.wait(p.a.e.StartRekey("conn", "c1"))
+			before := p.a.e.Snapshot()[0].SPIi
 			p.wait(p.b.e.StartRekey("conn", ""))
+			p.established(t, 1)
+			if followups != tc.inter {
+				t.Fatalf("%d IKE_FOLLOWUP_KE exchanges, want %d", followups, tc.inter)
+			}
+			if s := p.a.e.Snapshot()[0]; s.SPIi == before || s.Proposal != mustProposals(t, transform.ProtoIKE, splitList(tc.b)[0])[0].String() {
+				t.Fatalf("after IKE rekey: %+v", s)
+			}
+			p.wait(p.a.e.StartRekey("conn", ""))
+			p.wait(p.a.e.StartRekey("conn", "c1"))
 			p.established(t, 1)
 		})
 	}

@@ -256,12 +256,26 @@ func (sa *SA) finishIKERekey(spii uint64, ni []byte, ke transform.KeyExchange, p
 	if err != nil {
 		return retry(err.Error())
 	}
-	defer clear(shared)
-	spir := binary.BigEndian.Uint64(sap.Proposals[0].SPI)
-	nr := slices.Clone(nonce.Data)
-	n := sa.successorSA(true, spii, spir, suite, ni, nr, shared)
-	if err := n.setKeys(transform.RekeyIKE(sa.Suite, sa.keys.SKd, suite, shared, ni, nr, spii, spir)); err != nil {
+	f := &followup{suite: suite, spii: spii, spir: binary.BigEndian.Uint64(sap.Proposals[0].SPI), ni: ni,
+		nr: slices.Clone(nonce.Data), shared: [][]byte{shared}}
+	if n := ike.FindNotify(ps, ike.NotifyAdditionalKeyExchange); n != nil {
+		f.link = slices.Clone(n.Data)
+	}
+	if err := sa.followupStep(f, sa.completeInitiatorRekey); err != nil {
 		return retry(err.Error())
+	}
+	return nil
+}
+
+// completeInitiatorRekey creates the new IKE SA once every key exchange of
+// the rekey is done, resolves collisions and retires the old SA.
+func (sa *SA) completeInitiatorRekey(f *followup) error {
+	defer f.zero()
+	ni, nr := f.ni, f.nr
+	n := sa.successorSA(true, f.spii, f.spir, f.suite, f.ni, f.nr, nil)
+	if err := n.setKeys(sa.rekeyKeys(f)); err != nil {
+		sa.State = StateEstablished
+		return err
 	}
 	sa.spawned = append(sa.spawned, n)
 	sa.env.Stats.Rekeys["ike"]++
@@ -283,7 +297,7 @@ func (sa *SA) finishIKERekey(spii uint64, ni []byte, ke transform.KeyExchange, p
 }
 
 // successorSA builds the new IKE SA of a rekey.
-func (sa *SA) successorSA(initiator bool, spii, spir uint64, suite transform.Suite, ni, nr, shared []byte) *SA {
+func (sa *SA) successorSA(initiator bool, spii, spir uint64, suite transform.Suite, ni, nr, _ []byte) *SA {
 	n := newSA(sa.env, sa.Conn, initiator, sa.Local, sa.Remote)
 	n.SPIi, n.SPIr, n.Suite, n.ni, n.nr = spii, spir, suite, ni, nr
 	n.State = StateEstablished
@@ -342,23 +356,23 @@ func (sa *SA) handleIKERekeyRequest(id uint32, sap *ike.SA, nonce *ike.Nonce, ke
 		reply(ike.NotifyInvalidSyntax, nil)
 		return
 	}
-	defer clear(shared)
-	spii, spir := binary.BigEndian.Uint64(peerSPI), randSPI(sa.env)
-	ni, nr := slices.Clone(nonce.Data), sa.env.nonce()
-	n := sa.successorSA(false, spii, spir, suite, ni, nr, shared)
-	if err := n.setKeys(transform.RekeyIKE(sa.Suite, sa.keys.SKd, suite, shared, ni, nr, spii, spir)); err != nil {
-		reply(ike.NotifyNoProposalChosen, nil)
+	f := &followup{suite: suite, spii: binary.BigEndian.Uint64(peerSPI), spir: randSPI(sa.env),
+		ni: slices.Clone(nonce.Data), nr: sa.env.nonce(), shared: [][]byte{shared}}
+	out := []ike.Payload{
+		&ike.SA{Proposals: []ike.Proposal{{Number: num, Protocol: ike.ProtoIKE, SPI: binary.BigEndian.AppendUint64(nil, f.spir), Transforms: suite.Transforms()}}},
+		&ike.Nonce{Data: f.nr}, &ike.KeyExchange{Group: suite.KE, Data: pub}}
+	if len(suite.AdditionalKEs()) > 0 {
+		f.link = sa.env.nonce()[:8]
+		out = append(out, &ike.Notify{NotifyType: ike.NotifyAdditionalKeyExchange, Data: f.link})
+		sa.respond(ike.CREATE_CHILD_SA, id, out)
+		if sa.pendingFollowup != nil {
+			sa.pendingFollowup.zero()
+		}
+		sa.pendingFollowup = f
 		return
 	}
-	sa.respond(ike.CREATE_CHILD_SA, id, []ike.Payload{
-		&ike.SA{Proposals: []ike.Proposal{{Number: num, Protocol: ike.ProtoIKE, SPI: binary.BigEndian.AppendUint64(nil, spir), Transforms: suite.Transforms()}}},
-		&ike.Nonce{Data: nr}, &ike.KeyExchange{Group: suite.KE, Data: pub}})
-	sa.spawned = append(sa.spawned, n)
-	sa.peerIKERekey = &peerRekey{ni: ni, nr: nr, ike: n}
-	if sa.successor == nil || sa.successor.dead {
-		sa.successor = n
-	}
-	sa.env.Stats.Rekeys["ike"]++
+	sa.respond(ike.CREATE_CHILD_SA, id, out)
+	sa.completeResponderRekey(f)
 }
 
 // TakeSpawned returns IKE SAs created by rekeys, for the engine to index.

@@ -124,6 +124,8 @@ type SA struct {
 	spawned      []*SA
 	successor    *SA
 	peerIKERekey *peerRekey
+	// the responder's IKE rekey waiting for IKE_FOLLOWUP_KE exchanges
+	pendingFollowup *followup
 	// halfOpenUntil ends a responder's SA whose IKE_AUTH never came.
 	halfOpenUntil time.Time
 
@@ -456,6 +458,8 @@ func (sa *SA) HandleMessage(m *ike.Message, local, remote netip.AddrPort) {
 		sa.handleInformational(id, ps)
 	case ike.CREATE_CHILD_SA:
 		sa.handleCreateChildRequest(id, ps)
+	case ike.IKE_FOLLOWUP_KE:
+		sa.handleFollowupRequest(id, ps)
 	default:
 		sa.respond(m.Header.Exchange, id, []ike.Payload{&ike.Notify{NotifyType: ike.NotifyInvalidSyntax}})
 	}
