@@ -122,13 +122,21 @@ func BenchmarkIperf3(b *testing.B) {
 	if s := os.Getenv("VEIL_IPERF_SECONDS"); s != "" {
 		secs, _ = strconv.Atoi(s)
 	}
-	for b.Loop() {
-		runIperf(b, secs)
+	for _, offload := range []bool{false, true} {
+		name := "plain"
+		if offload {
+			name = "tso"
+		}
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				runIperf(b, secs, offload)
+			}
+		})
 	}
 }
 
-func runIperf(b *testing.B, secs int) {
-	a, bh := topology(b, Options{})
+func runIperf(b *testing.B, secs int, offload bool) {
+	a, bh := topology(b, Options{Offload: offload})
 	protect(b, a, bh, a.v4, bh.v4, 6, protectedPort, 1, provider.Transport, nil, "aes-gcm-16", 20)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -202,7 +202,8 @@ func (d *Dataplane) openOne(t *tables, q *tun.Queue, buf []byte, start, end int,
 	if q == nil { // benchmarks measure the path without the system call
 		return
 	}
-	if err := q.Write(pkt); err != nil {
+	h := cap(buf) - cap(pkt)
+	if err := q.Write(buf, h, h+len(pkt)); err != nil {
 		d.log.Debug("TUN write", "err", err)
 	}
 }

@@ -44,7 +44,7 @@ type sendQueue struct {
 	n    int
 }
 
-func newSendQueue(c batchConn) *sendQueue {
+func newSendQueue(c batchConn) *sendQueue { // batchSize messages per sendmmsg
 	q := &sendQueue{conn: c, msgs: make([]ipv4.Message, batchSize)}
 	for i := range q.msgs {
 		q.msgs[i].Buffers = make([][]byte, 1)
@@ -52,7 +52,10 @@ func newSendQueue(c batchConn) *sendQueue {
 	return q
 }
 
-func (q *sendQueue) add(pkt []byte, addr net.Addr) {
+func (q *sendQueue) add(d *Dataplane, pkt []byte, addr net.Addr) {
+	if q.n == len(q.msgs) {
+		q.flush(d)
+	}
 	q.msgs[q.n].Buffers[0] = pkt
 	q.msgs[q.n].Addr = addr
 	q.n++
@@ -84,8 +87,27 @@ func (d *Dataplane) routineReadTUN(q *tun.Queue) {
 	if d.udp4 != nil {
 		udp4, udp6 = newSendQueue(d.udp4), newSendQueue(d.udp6)
 	}
+	readOff, reads := headroom, bufs
+	var segBufs [][]byte
+	var segSizes []int
+	if q.VnetHdr {
+		// A TSO packet becomes up to 64 KiB / MSS segments: read fewer
+		// packets per batch and keep buffers for their segments.
+		readOff, reads = headroom-tun.VnetHdrLen, bufs[:4]
+		segBufs, segSizes = make([][]byte, 256), make([]int, 256)
+		for i := range segBufs {
+			segBufs[i] = make([]byte, headroom+4096)
+		}
+	}
+	flushAll := func() {
+		for _, sq := range []*sendQueue{raw4, raw6, udp4, udp6} {
+			if sq != nil && sq.n > 0 {
+				sq.flush(d)
+			}
+		}
+	}
 	for {
-		n, err := q.ReadBatch(bufs, sizes, headroom)
+		n, err := q.ReadBatch(reads, sizes, readOff)
 		if err != nil {
 			select {
 			case <-d.done:
@@ -98,10 +120,10 @@ func (d *Dataplane) routineReadTUN(q *tun.Queue) {
 		}
 		t := d.tables.Load()
 		now := time.Now().UnixNano()
-		for i := 0; i < n; i++ {
-			pkt, s := d.sealOne(t, q, bufs[i], sizes[i], now)
+		send := func(buf []byte, size int) {
+			pkt, s := d.sealOne(t, q, buf, size, now)
 			if pkt == nil {
-				continue
+				return
 			}
 			switch {
 			case s.udpAddr != nil && len(d.ext) > 0:
@@ -113,22 +135,42 @@ func (d *Dataplane) routineReadTUN(q *tun.Queue) {
 				if s.cfg.Dst.Is6() {
 					sq = udp6
 				}
-				sq.add(pkt, s.udpAddr)
+				sq.add(d, pkt, s.udpAddr)
 			case s.udpAddr == nil && raw4 != nil:
 				sq := raw4
 				if s.cfg.Dst.Is6() {
 					sq = raw6
 				}
-				sq.add(pkt, s.rawAddr)
+				sq.add(d, pkt, s.rawAddr)
 			default:
 				d.stats.sendErrors.Add(1)
 			}
 		}
-		for _, sq := range []*sendQueue{raw4, raw6, udp4, udp6} {
-			if sq != nil && sq.n > 0 {
-				sq.flush(d)
+		for i := 0; i < n; i++ {
+			if !q.VnetHdr {
+				send(bufs[i], sizes[i])
+				continue
+			}
+			size := sizes[i] - tun.VnetHdrLen
+			if size <= 0 {
+				d.stats.malformed.Add(1)
+				continue
+			}
+			segs, err := segment(bufs[i][readOff:headroom], bufs[i][headroom:headroom+size], segBufs, segSizes)
+			switch {
+			case err != nil:
+				d.stats.malformed.Add(1)
+			case segs == 0:
+				send(bufs[i], size)
+			default:
+				d.stats.tsoPackets.Add(1)
+				for j := 0; j < segs; j++ {
+					send(segBufs[j], segSizes[j])
+				}
+				flushAll() // the next packet reuses segBufs
 			}
 		}
+		flushAll()
 	}
 }
 
@@ -166,7 +208,8 @@ func (d *Dataplane) sealOne(t *tables, q *tun.Queue, buf []byte, size int, now i
 		d.stats.tooBig.Add(1)
 		if f.DontFragment && q != nil {
 			if icmp := tooBig(buf, headroom, size, f, s.maxInner); icmp != nil {
-				q.Write(icmp)
+				h := cap(buf) - cap(icmp)
+				q.Write(buf, h, h+len(icmp))
 			}
 		}
 		return nil, nil
