@@ -52,6 +52,9 @@ type Config struct {
 	// always.
 	CookieThreshold int
 	Retransmit      ikesa.Retransmit
+	// FragmentSize is the largest IKE datagram before RFC 7383
+	// fragmentation, for connections with Fragmentation (0: 1228).
+	FragmentSize int
 }
 
 // Engine runs IKE SAs. All SA work is serialised under mu; no goroutine per SA.
@@ -117,7 +120,7 @@ func New(cfg Config) (*Engine, error) {
 		status: map[string]*ConnectionStatus{}, subs: map[int]chan Event{}, stats: ikesa.NewStats(),
 		wake: make(chan struct{}, 1)}
 	e.env = &ikesa.Env{Dataplane: cfg.Dataplane, KeyStore: cfg.KeyStore, Auth: cfg.Authenticators,
-		Logger: cfg.Logger, Now: cfg.Clock.Now, Retransmit: cfg.Retransmit, NATPort: cfg.NATPort,
+		Logger: cfg.Logger, Now: cfg.Clock.Now, Retransmit: cfg.Retransmit, NATPort: cfg.NATPort, FragmentSize: cfg.FragmentSize,
 		NextReqID: func() uint32 { e.reqID++; return e.reqID }, Stats: e.stats, Candidates: e.candidates}
 	rand.Read(e.cookieSecret[:])
 	e.cookieRotated = cfg.Clock.Now()

@@ -78,6 +78,9 @@ type Env struct {
 	Rand       io.Reader
 	Retransmit Retransmit
 	NATPort    uint16 // our NAT-T port, for floating (4500)
+	// FragmentSize is the largest IKE datagram before RFC 7383
+	// fragmentation (0: DefaultFragmentSize).
+	FragmentSize int
 	// NextReqID hands out dataplane ReqIDs.
 	NextReqID func() uint32
 	Stats     *Stats

@@ -36,6 +36,7 @@ func offersAddKE(ps []transform.Proposal) bool {
 func intAuthData(header []byte, first ike.PayloadType, plain []byte) []byte {
 	out := make([]byte, 0, ike.HeaderLen+4+len(plain))
 	out = append(out, header[:ike.HeaderLen]...)
+	out[16] = byte(ike.PayloadSK) // as if unfragmented (RFC 9242 §3.3.2)
 	binary.BigEndian.PutUint32(out[24:28], uint32(ike.HeaderLen+4+len(plain)))
 	out = append(out, byte(first), 0, byte((4+len(plain))>>8), byte(4+len(plain)))
 	return append(out, plain...)
@@ -103,7 +104,7 @@ func (sa *SA) startIntermediate(child string) {
 	// IntAuth_i covers our request as sent, under the keys it was sent with.
 	first, plain, err := ike.MarshalPayloads(ps)
 	if err == nil {
-		sa.chainIntAuth(true, intAuthData(r.datagram, first, plain))
+		sa.chainIntAuth(true, intAuthData(r.datagrams[0], first, plain))
 	}
 }
 

@@ -77,10 +77,10 @@ type request struct {
 	payloads   []ike.Payload
 	onResponse func(ps []ike.Payload) error
 	// onTimeout runs when retransmits are exhausted (nil: the SA dies).
-	id       uint32
-	datagram []byte
-	tries    int
-	deadline time.Time
+	id        uint32
+	datagrams [][]byte
+	tries     int
+	deadline  time.Time
 }
 
 // SA is one IKE SA.
@@ -131,9 +131,11 @@ type SA struct {
 
 	Children []*ChildSA
 
-	inter     intermediate
-	authMID   uint32 // message ID of the IKE_AUTH request
-	lastPlain []byte // IntAuth data of the last IKE_INTERMEDIATE response
+	inter intermediate
+	// RFC 7383 reassembly of the peer's requests and responses
+	reasmReq, reasmResp *ike.Reassembler
+	authMID             uint32 // message ID of the IKE_AUTH request
+	lastPlain           []byte // IntAuth data of the last IKE_INTERMEDIATE response
 	// in-progress exchange state
 	initEx *initState
 	authEx *authState
@@ -240,16 +242,16 @@ func (sa *SA) sendRequest(r *request) {
 	r.id = sa.nextReqID
 	sa.nextReqID++
 	h := sa.header(r.exchange, r.id, false)
-	b, err := ike.SealMessage(h, r.payloads, sa.out)
+	b, err := sa.seal(h, r.payloads)
 	if err != nil {
 		sa.logger().Error("sealing request failed", "exchange", r.exchange, "err", err)
 		return
 	}
-	r.datagram = b
+	r.datagrams = b
 	r.tries = 1
 	r.deadline = sa.env.Now().Add(sa.env.Retransmit.after(0))
 	sa.inflight = r
-	sa.outbox = append(sa.outbox, b)
+	sa.outbox = append(sa.outbox, b...)
 }
 
 func (sa *SA) nextQueued() {
@@ -264,13 +266,13 @@ func (sa *SA) nextQueued() {
 // respond seals and caches a response to the peer's request id.
 func (sa *SA) respond(ex ike.ExchangeType, id uint32, ps []ike.Payload) {
 	h := sa.header(ex, id, true)
-	b, err := ike.SealMessage(h, ps, sa.out)
+	b, err := sa.seal(h, ps)
 	if err != nil {
 		sa.logger().Error("sealing response failed", "exchange", ex, "err", err)
 		return
 	}
-	sa.lastRespID, sa.lastResp = id, [][]byte{b}
-	sa.outbox = append(sa.outbox, b)
+	sa.lastRespID, sa.lastResp = id, b
+	sa.outbox = append(sa.outbox, b...)
 }
 
 // NextDeadline is when OnTimer must run next (zero: never).
@@ -321,7 +323,7 @@ func (sa *SA) OnTimer(now time.Time) {
 		r.tries++
 		sa.env.Stats.Retransmits++
 		sa.logger().Debug("retransmit", "exchange", r.exchange, "msgid", r.id, "try", r.tries)
-		sa.outbox = append(sa.outbox, r.datagram)
+		sa.outbox = append(sa.outbox, r.datagrams...)
 	}
 	sa.dpdTimer(now)
 	sa.childTimers(now)
@@ -399,18 +401,11 @@ func (sa *SA) HandleMessage(m *ike.Message, local, remote netip.AddrPort) {
 			sa.env.Stats.Drop("unexpected-response")
 			return
 		}
-		var ps []ike.Payload
-		var err error
-		if m.Header.Exchange == ike.IKE_INTERMEDIATE {
-			ps, sa.lastPlain, err = sa.openWithData(m)
-		} else {
-			ps, err = ike.OpenMessage(m, sa.in)
-		}
-		if err != nil {
-			sa.env.Stats.Drop("integrity")
-			sa.logger().Debug("response failed integrity check", "err", err)
+		ps, data, complete := sa.decrypt(m, &sa.reasmResp)
+		if !complete {
 			return
 		}
+		sa.lastPlain = data
 		sa.lastRecv = sa.env.Now()
 		sa.followNAT(local, remote)
 		sa.inflight = nil
@@ -421,6 +416,15 @@ func (sa *SA) HandleMessage(m *ike.Message, local, remote netip.AddrPort) {
 		return
 	}
 	id := m.Header.MessageID
+	if frag, ok := lastPayload(m).(*ike.EncryptedFragment); ok && sa.lastResp != nil && id == sa.lastRespID {
+		// RFC 7383 §2.6.1: answer a retransmitted fragmented request once,
+		// on its first fragment.
+		if frag.Number == 1 {
+			sa.env.Stats.Drop("retransmitted-request")
+			sa.outbox = append(sa.outbox, sa.lastResp...)
+		}
+		return
+	}
 	if sa.lastResp != nil && id == sa.lastRespID && sha256.Sum256(m.Raw) == sa.lastReqHash {
 		// A retransmitted request: answer with the exact bytes sent before.
 		sa.env.Stats.Drop("retransmitted-request")
@@ -431,17 +435,8 @@ func (sa *SA) HandleMessage(m *ike.Message, local, remote netip.AddrPort) {
 		sa.env.Stats.Drop("message-id")
 		return
 	}
-	var ps []ike.Payload
-	var data []byte
-	var err error
-	if m.Header.Exchange == ike.IKE_INTERMEDIATE {
-		ps, data, err = sa.openWithData(m)
-	} else {
-		ps, err = ike.OpenMessage(m, sa.in)
-	}
-	if err != nil {
-		sa.env.Stats.Drop("integrity")
-		sa.logger().Debug("request failed integrity check", "err", err)
+	ps, data, complete := sa.decrypt(m, &sa.reasmReq)
+	if !complete {
 		return
 	}
 	sa.lastRecv = sa.env.Now()
@@ -513,6 +508,80 @@ func (sa *SA) ForceDestroy(reason string) { sa.destroy(reason) }
 
 // MarshalText makes event kinds print as words in JSON.
 func (k EventKind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+func lastPayload(m *ike.Message) ike.Payload {
+	if len(m.Payloads) == 0 {
+		return nil
+	}
+	return m.Payloads[len(m.Payloads)-1]
+}
+
+// decrypt opens an SK message, or adds an SKF fragment and returns the
+// whole message once complete (RFC 7383). For IKE_INTERMEDIATE it also
+// returns the data IntAuth covers (of the unfragmented message).
+func (sa *SA) decrypt(m *ike.Message, reasm **ike.Reassembler) (ps []ike.Payload, data []byte, complete bool) {
+	var err error
+	if _, frag := lastPayload(m).(*ike.EncryptedFragment); frag {
+		if !sa.Conn.Fragmentation {
+			sa.env.Stats.Drop("fragment-unwanted")
+			return nil, nil, false
+		}
+		if *reasm == nil {
+			*reasm = &ike.Reassembler{}
+		}
+		var done bool
+		ps, done, err = (*reasm).Add(m, sa.in)
+		if err != nil {
+			sa.env.Stats.Drop("fragment")
+			sa.logger().Debug("fragment dropped", "err", err)
+			return nil, nil, false
+		}
+		if !done {
+			return nil, nil, false
+		}
+		if m.Header.Exchange == ike.IKE_INTERMEDIATE {
+			first, plain, err := ike.MarshalPayloads(ps)
+			if err != nil {
+				sa.env.Stats.Drop("fragment")
+				return nil, nil, false
+			}
+			data = intAuthData(m.Raw, first, plain)
+		}
+		return ps, data, true
+	}
+	if m.Header.Exchange == ike.IKE_INTERMEDIATE {
+		ps, data, err = sa.openWithData(m)
+	} else {
+		ps, err = ike.OpenMessage(m, sa.in)
+	}
+	if err != nil {
+		sa.env.Stats.Drop("integrity")
+		sa.logger().Debug("message failed integrity check", "exchange", m.Header.Exchange, "err", err)
+		return nil, nil, false
+	}
+	return ps, data, true
+}
+
+// seal encrypts one message, split into SKF fragments when it exceeds the
+// fragment size and both sides support RFC 7383.
+func (sa *SA) seal(h ike.Header, ps []ike.Payload) ([][]byte, error) {
+	b, err := ike.SealMessage(h, ps, sa.out)
+	if err != nil {
+		return nil, err
+	}
+	size := sa.env.FragmentSize
+	if size == 0 {
+		size = DefaultFragmentSize
+	}
+	if !sa.Conn.Fragmentation || !sa.peerFragmentation || len(b) <= size {
+		return [][]byte{b}, nil
+	}
+	return ike.SealFragments(h, ps, sa.out, size)
+}
+
+// DefaultFragmentSize keeps fragments within a 1280-byte IPv6 MTU after
+// IP (40), UDP (8) and the non-ESP marker (4).
+const DefaultFragmentSize = 1228
 
 // followNAT moves a responder to the address and port of the latest
 // authenticated message when the peer is behind a NAT (RFC 7296 §2.23).
