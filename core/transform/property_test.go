@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/veil-ipsec/veil/core/ike"
@@ -392,5 +393,42 @@ func TestAEADIVsUnique(t *testing.T) {
 	c.(*aeadSK).used.Store(^uint64(0))
 	if _, err := c.Seal(nil, nil, nil); !errors.Is(err, ErrIVsExhausted) {
 		t.Fatalf("exhausted IV space: %v", err)
+	}
+}
+
+// One cipher object is shared by the goroutines sending on an IKE SA: seals
+// from many goroutines all open, and no two share an IV (run with -race).
+func TestSKConcurrentUse(t *testing.T) {
+	for _, c := range allSKCiphers(t) {
+		const workers, each = 4, 50
+		out := make(chan []byte, workers*each)
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range each {
+					s, err := c.seal.Seal(nil, []byte("aad"), []byte("payload"))
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					out <- s
+				}
+			}()
+		}
+		wg.Wait()
+		close(out)
+		ivs := map[string]bool{}
+		for s := range out {
+			if _, err := c.open.Open(nil, []byte("aad"), s); err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+			iv := string(s[:8])
+			if ivs[iv] {
+				t.Fatalf("%s: IV repeated", c.name)
+			}
+			ivs[iv] = true
+		}
 	}
 }

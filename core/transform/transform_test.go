@@ -96,6 +96,20 @@ func TestDefaultsFollowHardware(t *testing.T) {
 	if !strings.HasPrefix(defaultESP(false)[0].String(), "chacha20poly1305") || !strings.HasPrefix(defaultESP(true)[0].String(), "aes256gcm16") {
 		t.Error("ESP defaults do not follow the hardware")
 	}
+	// Either way both families are offered, so two hosts with different
+	// hardware still agree, and the exported functions follow the CPU flag.
+	for _, aes := range []bool{true, false} {
+		for _, ps := range [][]Proposal{defaultIKE(aes), defaultESP(aes)} {
+			all := ps[0].String() + " " + ps[1].String()
+			if !strings.Contains(all, "aes256gcm16") || !strings.Contains(all, "chacha20poly1305") {
+				t.Errorf("aes=%v: %s", aes, all)
+			}
+		}
+	}
+	if DefaultIKEProposals()[0].String() != defaultIKE(hasAESHardware())[0].String() ||
+		DefaultESPProposals()[0].String() != defaultESP(hasAESHardware())[0].String() {
+		t.Error("exported defaults ignore the CPU")
+	}
 }
 
 func mustP(t *testing.T, proto Protocol, s string) Proposal {
