@@ -30,7 +30,12 @@ const (
 	DefaultLogLevel        = "info"
 	DefaultLogFormat       = "text"
 	DefaultCookieThreshold = 30
-	DefaultDataplane       = "xfrm"
+	// Requests are resent after RetransmitTimeout x 1.8^n, RetransmitTries
+	// sends in all (strongSwan's defaults): a silent peer is given up on
+	// after about 90 seconds.
+	DefaultRetransmitTimeout = 4 * time.Second
+	DefaultRetransmitTries   = 5
+	DefaultDataplane         = "xfrm"
 
 	DefaultIKELifeTime   = 24 * time.Hour
 	DefaultChildLifeTime = time.Hour
@@ -68,7 +73,11 @@ type Daemon struct {
 	LogFormat       string            // "text" or "json"
 	MetricsListen   netip.AddrPort    // invalid: no metrics endpoint
 	CookieThreshold int               // half-open IKE SAs before cookies; 0: always
-	Range           hcl.Range         // the block header; zero when absent
+	// RetransmitTimeout is the wait before the first resend of a request;
+	// each further wait is 1.8 times longer; RetransmitTries sends in all.
+	RetransmitTimeout time.Duration
+	RetransmitTries   int
+	Range             hcl.Range // the block header; zero when absent
 }
 
 // Plugin is one plugin "kind" "name" block.

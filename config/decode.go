@@ -165,6 +165,7 @@ var (
 		{Name: "control_socket"}, {Name: "control_group"}, {Name: "listen"}, {Name: "ike_port"},
 		{Name: "natt_port"}, {Name: "log_level"}, {Name: "log_levels"}, {Name: "log_format"},
 		{Name: "metrics_listen"}, {Name: "cookie_threshold"},
+		{Name: "retransmit_timeout"}, {Name: "retransmit_tries"},
 	}}
 	pluginSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{{Name: "path"}},
@@ -307,13 +308,15 @@ func validName(s string) bool {
 
 func defaultDaemon() Daemon {
 	return Daemon{
-		ControlSocket:   DefaultControlSocket,
-		Listen:          []netip.Addr{netip.IPv4Unspecified(), netip.IPv6Unspecified()},
-		IKEPort:         DefaultIKEPort,
-		NATTPort:        DefaultNATTPort,
-		LogLevel:        DefaultLogLevel,
-		LogFormat:       DefaultLogFormat,
-		CookieThreshold: DefaultCookieThreshold,
+		ControlSocket:     DefaultControlSocket,
+		Listen:            []netip.Addr{netip.IPv4Unspecified(), netip.IPv6Unspecified()},
+		IKEPort:           DefaultIKEPort,
+		NATTPort:          DefaultNATTPort,
+		LogLevel:          DefaultLogLevel,
+		LogFormat:         DefaultLogFormat,
+		CookieThreshold:   DefaultCookieThreshold,
+		RetransmitTimeout: DefaultRetransmitTimeout,
+		RetransmitTries:   DefaultRetransmitTries,
 	}
 }
 
@@ -365,6 +368,12 @@ func (d *decoder) daemon(out *Daemon, b *hcl.Block) {
 		}
 	}
 	out.CookieThreshold = int(a.integer("cookie_threshold", DefaultCookieThreshold, 0, 1<<20))
+	out.RetransmitTimeout = a.duration("retransmit_timeout", DefaultRetransmitTimeout)
+	if out.RetransmitTimeout <= 0 {
+		a.errorf(a.rng("retransmit_timeout"), "Invalid value", "retransmit_timeout must be positive.")
+		out.RetransmitTimeout = DefaultRetransmitTimeout
+	}
+	out.RetransmitTries = int(a.integer("retransmit_tries", DefaultRetransmitTries, 1, 20))
 }
 
 func contains(list []string, s string) bool {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/veil-ipsec/veil/config"
 	"github.com/veil-ipsec/veil/core/engine"
+	"github.com/veil-ipsec/veil/core/ikesa"
 	"github.com/veil-ipsec/veil/core/transport"
 )
 
@@ -21,6 +22,8 @@ func (d *Daemon) newEngine(ctx context.Context, cfg *config.Config, ps *pluginSe
 		Logger:    d.log.With("subsystem", "ike"),
 		Dataplane: ps.dataplane, KeyStore: ps.keystore, Authenticators: ps.auth,
 		CookieThreshold: cfg.Daemon.CookieThreshold,
+		Retransmit: ikesa.Retransmit{Timeout: cfg.Daemon.RetransmitTimeout, Base: ikesa.DefaultRetransmit.Base,
+			Tries: cfg.Daemon.RetransmitTries},
 	})
 	if err != nil {
 		udp.Close()

@@ -58,6 +58,7 @@ type peerConfig struct {
 	Extra       string // more connection attributes
 	ExtraConns  string // more connection blocks
 	Metrics     string // metrics_listen, if set
+	Daemon      string // more daemon attributes
 }
 
 var configTemplate = template.Must(template.New("cfg").Parse(`
@@ -66,6 +67,7 @@ daemon {
   listen         = ["{{.Listen}}"]
   log_level      = "debug"
   {{if .Metrics}}metrics_listen = "{{.Metrics}}"{{end}}
+  {{.Daemon}}
 }
 plugin "dataplane" "userspace" {}
 connection "lab" {
