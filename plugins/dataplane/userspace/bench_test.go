@@ -98,7 +98,7 @@ func BenchmarkPacketPath(b *testing.B) {
 						b.Fatal("dropped")
 					}
 					n := copy(rbuf[headroom:], pkt)
-					d.openOne(t, nil, rbuf, headroom, headroom+n, netip.AddrPort{}, 1)
+					d.openOne(t, rbuf, headroom, headroom+n, netip.AddrPort{}, 1)
 					_ = s
 				}
 				in := t.inBySPI[0x100]

@@ -96,15 +96,24 @@ func (o *Options) defaults() {
 	}
 }
 
-// Stats are dataplane-wide drop counters (per-SA ones are in Counters).
+// Stats are dataplane-wide counters (per-SA ones are in Counters).
 type Stats struct {
-	WrongSPI, Malformed, NoPolicy, NoSA, PolicyMismatch, TooBig, SeqExhausted, SendErrors, EventsDropped uint64
-	TSOPackets                                                                                           uint64 // large TCP packets cut into segments (Offload)
+	WrongSPI       uint64 // ESP with an SPI no inbound SA has
+	Malformed      uint64 // packets too short or inconsistent
+	NoPolicy       uint64 // steered packets no outbound Protect/Trap policy matches
+	NoSA           uint64 // protected traffic without an SA (dropped, Acquire raised)
+	PolicyMismatch uint64 // decrypted packets outside the SA's inbound policies
+	TooBig         uint64 // packets over the SA's path MTU
+	SeqExhausted   uint64 // packets dropped at the sequence number limit
+	SendErrors     uint64
+	EventsDropped  uint64 // events a slow subscriber missed
+	TSOPackets     uint64 // large TCP packets cut into segments (Offload)
+	GROPackets     uint64 // runs of received TCP segments written as one (Offload)
 }
 
 type stats struct {
-	wrongSPI, malformed, noPolicy, noSA, policyMismatch, tooBig, seqExhausted, sendErrors, eventsDropped atomic.Uint64
-	tsoPackets                                                                                           atomic.Uint64
+	wrongSPI, malformed, noPolicy, noSA, policyMismatch, tooBig     atomic.Uint64
+	seqExhausted, sendErrors, eventsDropped, tsoPackets, groPackets atomic.Uint64
 }
 
 // sa is one installed Child SA direction. Immutable after install except
@@ -306,7 +315,7 @@ func (d *Dataplane) Close() error {
 func (d *Dataplane) Stats() Stats {
 	s := &d.stats
 	return Stats{s.wrongSPI.Load(), s.malformed.Load(), s.noPolicy.Load(), s.noSA.Load(), s.policyMismatch.Load(),
-		s.tooBig.Load(), s.seqExhausted.Load(), s.sendErrors.Load(), s.eventsDropped.Load(), s.tsoPackets.Load()}
+		s.tooBig.Load(), s.seqExhausted.Load(), s.sendErrors.Load(), s.eventsDropped.Load(), s.tsoPackets.Load(), s.groPackets.Load()}
 }
 
 // TUNName is the name the kernel gave the TUN device.

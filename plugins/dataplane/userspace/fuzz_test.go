@@ -29,7 +29,7 @@ func FuzzReceive(f *testing.F) {
 		rbuf := make([]byte, bufSize)
 		n := copy(rbuf[headroom:], data)
 		if n >= 8 {
-			d.openOne(d.tables.Load(), nil, rbuf, headroom, headroom+n, netip.AddrPort{}, 1)
+			d.openOne(d.tables.Load(), rbuf, headroom, headroom+n, netip.AddrPort{}, 1)
 		}
 		if in.packets.Load() != before && (len(data) < 8 || binary.BigEndian.Uint32(data) != 0x100) {
 			t.Fatal("packet for another SPI delivered")

@@ -381,4 +381,7 @@ func TestOffloadTSO(t *testing.T) {
 	if s := a.dp.Stats(); s.Malformed != 0 || s.TooBig != 0 || s.TSOPackets == 0 {
 		t.Errorf("sender stats %+v (want TSO packets)", s)
 	}
+	if s := b.dp.Stats(); s.GROPackets == 0 || s.Malformed != 0 {
+		t.Errorf("receiver stats %+v (want coalesced runs)", s)
+	}
 }

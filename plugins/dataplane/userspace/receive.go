@@ -48,6 +48,7 @@ func (d *Dataplane) routineReceive(c batchConn, kind recvKind) {
 		msgs[i].Buffers = [][]byte{bufs[i][headroom:]}
 	}
 	q := d.tun.Queues[int(kind)%len(d.tun.Queues)]
+	coalesce := newCoalescer()
 	for {
 		n, err := c.ReadBatch(msgs, 0)
 		if err != nil {
@@ -85,8 +86,25 @@ func (d *Dataplane) routineReceive(c batchConn, kind recvKind) {
 				d.stats.malformed.Add(1)
 				continue
 			}
-			d.openOne(t, q, buf, start, end, from, now)
+			if pkt := d.openOne(t, buf, start, end, from, now); pkt != nil {
+				if q.VnetHdr {
+					coalesce.add(pkt)
+				} else {
+					d.writeTUN(q, buf, pkt)
+				}
+			}
 		}
+		if q.VnetHdr {
+			coalesce.flush(d, q)
+		}
+	}
+}
+
+// writeTUN writes pkt, a sub-slice of buf, into the TUN device.
+func (d *Dataplane) writeTUN(q *tun.Queue, buf, pkt []byte) {
+	h := cap(buf) - cap(pkt)
+	if err := q.Write(buf, h, h+len(pkt)); err != nil {
+		d.log.Debug("TUN write", "err", err)
 	}
 }
 
@@ -114,7 +132,9 @@ func (d *Dataplane) routineReceiveConn(c net.PacketConn) {
 		if !d.demuxUDP(buf[headroom:headroom+n], from) || n < esp.HeaderLen {
 			continue
 		}
-		d.openOne(d.tables.Load(), q, buf, headroom, headroom+n, from, time.Now().UnixNano())
+		if pkt := d.openOne(d.tables.Load(), buf, headroom, headroom+n, from, time.Now().UnixNano()); pkt != nil {
+			d.writeTUN(q, buf, pkt)
+		}
 	}
 }
 
@@ -137,18 +157,19 @@ func (d *Dataplane) demuxUDP(p []byte, from netip.AddrPort) bool {
 	return true
 }
 
-// openOne runs stages 2-6 for the ESP packet buf[start:end].
-func (d *Dataplane) openOne(t *tables, q *tun.Queue, buf []byte, start, end int, from netip.AddrPort, now int64) {
+// openOne runs stages 2-5 for the ESP packet buf[start:end] and returns the
+// packet to deliver (a sub-slice of buf), or nil when it was dropped.
+func (d *Dataplane) openOne(t *tables, buf []byte, start, end int, from netip.AddrPort, now int64) []byte {
 	spi, low, _ := esp.ParseHeader(buf[start:end])
 	s := t.inBySPI[spi]
 	if s == nil {
 		d.stats.wrongSPI.Add(1)
-		return
+		return nil
 	}
 	seq, r := s.window.Check(low)
 	if r != replay.OK {
 		s.replayDrops.Add(1)
-		return
+		return nil
 	}
 	payload, nh, err := s.esp.Open(buf, start, end, seq)
 	if err != nil {
@@ -157,17 +178,17 @@ func (d *Dataplane) openOne(t *tables, q *tun.Queue, buf []byte, start, end int,
 		} else {
 			d.stats.malformed.Add(1)
 		}
-		return
+		return nil
 	}
 	if s.window.Accept(seq) != replay.OK {
 		s.replayDrops.Add(1)
-		return
+		return nil
 	}
 	if from.IsValid() && s.cfg.Encap != nil && from.Port() != s.cfg.Encap.SrcPort {
 		d.emit(provider.Event{Kind: provider.NATMapping, ReqID: s.cfg.ReqID, SA: s.key, Addr: from.Addr(), NewPort: from.Port()})
 	}
 	if nh == 59 { // RFC 4303 dummy packet
-		return
+		return nil
 	}
 	pkt := payload
 	pstart := cap(buf) - cap(payload) // payload is buf[pstart:pstart+len(payload)]
@@ -175,16 +196,16 @@ func (d *Dataplane) openOne(t *tables, q *tun.Queue, buf []byte, start, end int,
 		pkt = buildHeader(buf, pstart, len(payload), nh, s.cfg.Src, s.cfg.Dst)
 		if pkt == nil {
 			d.stats.malformed.Add(1)
-			return
+			return nil
 		}
 	} else if len(pkt) == 0 || !(nh == 4 && pkt[0]>>4 == 4 || nh == 41 && pkt[0]>>4 == 6) {
 		d.stats.malformed.Add(1)
-		return
+		return nil
 	}
 	f, ok := policy.Parse(pkt)
 	if !ok {
 		d.stats.malformed.Add(1)
-		return
+		return nil
 	}
 	matched := false
 	for _, p := range t.inPolicies {
@@ -196,16 +217,10 @@ func (d *Dataplane) openOne(t *tables, q *tun.Queue, buf []byte, start, end int,
 	}
 	if !matched {
 		d.stats.policyMismatch.Add(1)
-		return
+		return nil
 	}
 	d.account(s, len(pkt), now)
-	if q == nil { // benchmarks measure the path without the system call
-		return
-	}
-	h := cap(buf) - cap(pkt)
-	if err := q.Write(buf, h, h+len(pkt)); err != nil {
-		d.log.Debug("TUN write", "err", err)
-	}
+	return pkt
 }
 
 // buildHeader writes an IP header for a transport-mode payload at

@@ -149,6 +149,12 @@ func (q *Queue) Write(buf []byte, start, end int) error {
 	return err
 }
 
+// WriteRaw writes b as it is (with VnetHdr, b starts with the header).
+func (q *Queue) WriteRaw(b []byte) error {
+	_, err := q.file.Write(b)
+	return err
+}
+
 // Close closes every queue; the device goes away with the last one.
 func (d *Device) Close() error {
 	var errs []error
