@@ -45,6 +45,24 @@ func (e *Engine) HandleDataplaneEvent(ev provider.Event) {
 			}
 		}
 		e.stats.Drop("dataplane-event-unknown-sa")
+	case provider.AddressChange:
+		if ev.AddrUp {
+			return
+		}
+		for _, sa := range e.sas {
+			if sa.Dead() || sa.Local.Addr() != ev.Addr || !sa.MobikeActive() || !sa.Initiator {
+				continue
+			}
+			for _, ap := range e.cfg.Transport.LocalAddrs() {
+				a := ap.Addr()
+				if a != ev.Addr && !a.IsUnspecified() && a.Is4() == ev.Addr.Is4() && ap.Port() == sa.Local.Port() {
+					if err := sa.UpdateAddress(a); err == nil {
+						e.after(sa)
+					}
+					break
+				}
+			}
+		}
 	case provider.Acquire:
 		for _, sa := range e.sas {
 			for _, c := range sa.ChildSAs() {

@@ -65,8 +65,12 @@ func baseConn(t testing.TB, name string, local, remote netip.Addr) Connection {
 	}
 }
 
-func newPeer(t testing.TB, n *transport.Network, clock *enginetest.Clock, addr netip.Addr, base uint32, cfg Connection, secret string, mut func(*Config)) *peer {
-	conn := n.Listen(netip.AddrPortFrom(addr, 500), netip.AddrPortFrom(addr, 4500))
+func newPeer(t testing.TB, n *transport.Network, clock *enginetest.Clock, addr netip.Addr, base uint32, cfg Connection, secret string, mut func(*Config), more ...netip.Addr) *peer {
+	var binds []netip.AddrPort
+	for _, a := range append([]netip.Addr{addr}, more...) {
+		binds = append(binds, netip.AddrPortFrom(a, 500), netip.AddrPortFrom(a, 4500))
+	}
+	conn := n.Listen(binds...)
 	p := &peer{conn: conn, dp: enginetest.NewDataplane(base), psk: &enginetest.PSK{Secret: []byte(secret)}, cfg: cfg}
 	c := Config{Transport: conn, Clock: clock, Dataplane: p.dp, KeyStore: enginetest.KeyStore{},
 		Authenticators: map[string]provider.Authenticator{"psk": p.psk}}

@@ -63,6 +63,9 @@ func (sa *SA) startAuth(childName string) {
 	}
 	ps = append(ps, &ike.Authentication{Method: ike.AuthMethod(res.Method), Data: res.Data})
 	ps = append(ps, &ike.Notify{NotifyType: ike.NotifyInitialContact})
+	if sa.Conn.Mobike {
+		ps = append(ps, &ike.Notify{NotifyType: ike.NotifyMobikeSupported})
+	}
 	sa.authEx = &authState{}
 	if cfg := sa.childConfig(childName); cfg != nil {
 		c, cps, err := sa.childRequest(cfg, nil)
@@ -138,6 +141,7 @@ func (sa *SA) handleAuthResponse(ps []ike.Payload) error {
 		sa.fail(class, reason)
 		return errFatal
 	}
+	sa.peerMobike = ike.FindNotify(ps, ike.NotifyMobikeSupported) != nil
 	sa.established()
 	if ex.child != nil {
 		sa.finishChildRequest(ex.child, ps, nil)
@@ -188,6 +192,10 @@ func (sa *SA) handleAuthRequest(id uint32, ps []ike.Payload) {
 		out = append(out, &ike.Certificate{Encoding: 4, Data: c})
 	}
 	out = append(out, &ike.Authentication{Method: ike.AuthMethod(res.Method), Data: res.Data})
+	if sa.Conn.Mobike {
+		out = append(out, &ike.Notify{NotifyType: ike.NotifyMobikeSupported})
+		sa.peerMobike = ike.FindNotify(ps, ike.NotifyMobikeSupported) != nil
+	}
 	var child *ChildSA
 	if ike.Get[*ike.SA](ps) != nil {
 		var cps []ike.Payload

@@ -11,6 +11,9 @@ import (
 func (sa *SA) handleInformational(id uint32, ps []ike.Payload) {
 	var out []ike.Payload
 	var deleteIKE bool
+	if ike.FindNotify(ps, ike.NotifyUpdateSaAddresses) != nil {
+		sa.peerMoved()
+	}
 	var ours [][]byte
 	for _, p := range ps {
 		d, ok := p.(*ike.Delete)

@@ -303,6 +303,7 @@ func (sa *SA) successorSA(initiator bool, spii, spir uint64, suite transform.Sui
 	n.State = StateEstablished
 	n.Established = sa.env.Now()
 	n.natLocal, n.natRemote, n.peerFragmentation, n.peerSigHashes = sa.natLocal, sa.natRemote, sa.peerFragmentation, sa.peerSigHashes
+	n.peerMobike = sa.peerMobike
 	n.armDPD()
 	n.armRekey()
 	return n

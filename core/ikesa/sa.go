@@ -132,6 +132,9 @@ type SA struct {
 	Children []*ChildSA
 
 	inter intermediate
+	// MOBIKE: whether the peer supports it; addresses of the last request
+	peerMobike       bool
+	lastFrom, lastTo netip.AddrPort
 	// RFC 7383 reassembly of the peer's requests and responses
 	reasmReq, reasmResp *ike.Reassembler
 	authMID             uint32 // message ID of the IKE_AUTH request
@@ -443,6 +446,7 @@ func (sa *SA) HandleMessage(m *ike.Message, local, remote netip.AddrPort) {
 	sa.followNAT(local, remote)
 	sa.nextPeerID++
 	sa.lastReqHash = sha256.Sum256(m.Raw)
+	sa.lastFrom, sa.lastTo = remote, local
 	switch m.Header.Exchange {
 	case ike.IKE_AUTH:
 		sa.authMID = id
