@@ -1,0 +1,44 @@
+package e2e
+
+import (
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/veil-ipsec/veil/test/netns"
+)
+
+// A dataplane plugin killed with SIGKILL is restarted by veild, the SAs stay
+// up, and traffic flows again.
+func TestDataplaneCrashKeepsSAs(t *testing.T) {
+	p := newDirectPair(t)
+	p.start(t)
+	p.da.waitEstablished()
+	ping(t, p.a, p.bAddr)
+	spiI, _, in0, _ := firstIKE(t, p.da)
+
+	out, err := exec.Command("pgrep", "-P", strconv.Itoa(p.da.cmd.Process.Pid), "-f", "plugin dataplane userspace").Output()
+	pids := strings.Fields(string(out))
+	if err != nil || len(pids) != 1 {
+		t.Fatalf("dataplane plugin of a: %q %v", out, err)
+	}
+	exec.Command("kill", "-9", pids[0]).Run()
+
+	netns.WaitFor(t, "dataplane plugin restarted", 20*time.Second, func() bool {
+		return strings.Contains(p.da.ctl("plugins"), "running") && !strings.Contains(p.da.ctl("plugins"), "down")
+	})
+	if s := p.da.ctl("plugins"); !strings.Contains(s, "userspace") {
+		t.Fatalf("plugins:\n%s", s)
+	}
+	// The IKE SA and child survived the crash...
+	if i, _, in, _ := firstIKE(t, p.da); i != spiI {
+		t.Fatalf("IKE SA replaced after a plugin crash: %s -> %s (child %s -> %s)", spiI, i, in0, in)
+	}
+	// ...and traffic resumes once the host has re-installed them.
+	netns.WaitFor(t, "traffic after the restart", 30*time.Second, func() bool {
+		_, err := p.a.Output("ping", "-c", "1", "-W", "1", p.bAddr)
+		return err == nil
+	})
+}
