@@ -74,7 +74,7 @@ func Run(ctx context.Context, opts Options) error {
 
 func (d *Daemon) run(ctx context.Context) error {
 	cfg := d.cfg
-	host, err := pluginhost.New(pluginhost.Options{Logger: d.log.With("subsystem", "plugin")})
+	host, err := pluginhost.New(pluginhost.Options{Logger: d.log.With("subsystem", "plugin"), OnCall: observePluginCall})
 	if err != nil {
 		return err
 	}

@@ -91,6 +91,15 @@ var pluginRPCSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 	Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16),
 }, []string{"kind", "name", "method", "result"})
 
+// observePluginCall feeds pluginRPCSeconds (pluginhost.Options.OnCall).
+func observePluginCall(kind, name, method string, d time.Duration, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	pluginRPCSeconds.WithLabelValues(kind, name, method, result).Observe(d.Seconds())
+}
+
 // serveMetrics serves /metrics on addr until ctx ends.
 func serveMetrics(ctx context.Context, addr string, c prometheus.Collector, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()

@@ -31,6 +31,7 @@ func (a *authenticator) Make(ctx context.Context, req *provider.AuthRequest) (*p
 	ctx, cancel := a.inst.h.callContext(ctx)
 	defer cancel()
 	res, err := c.Make(ctx, authRequest(req))
+	a.inst.h.observe(base.KindAuth, a.inst.name, "make", start, err)
 	if err != nil {
 		return nil, callError(base.KindAuth, a.inst.name, "make AUTH", start, err)
 	}
@@ -45,7 +46,9 @@ func (a *authenticator) Verify(ctx context.Context, req *provider.AuthRequest) e
 	}
 	ctx, cancel := a.inst.h.callContext(ctx)
 	defer cancel()
-	if err := c.Verify(ctx, authRequest(req)); err != nil {
+	err = c.Verify(ctx, authRequest(req))
+	a.inst.h.observe(base.KindAuth, a.inst.name, "verify", start, err)
+	if err != nil {
 		return callError(base.KindAuth, a.inst.name, "verify AUTH", start, err)
 	}
 	return nil

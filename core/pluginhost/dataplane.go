@@ -115,7 +115,9 @@ func (d *Dataplane) call(ctx context.Context, op string, f func(ctx context.Cont
 	}
 	ctx, cancel := d.inst.h.callContext(ctx)
 	defer cancel()
-	if err := f(ctx, c); err != nil {
+	err = f(ctx, c)
+	d.inst.h.observe(base.KindDataplane, d.inst.name, op, start, err)
+	if err != nil {
 		return callError(base.KindDataplane, d.inst.name, op, start, plainError(err))
 	}
 	return nil

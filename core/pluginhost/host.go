@@ -51,6 +51,9 @@ type Options struct {
 	StableAfter            time.Duration
 	// StartTimeout for a plugin's handshake [10s].
 	StartTimeout time.Duration
+	// OnCall, if set, is told about every call to a plugin (the daemon
+	// feeds its latency histogram from it).
+	OnCall func(kind, name, method string, d time.Duration, err error)
 }
 
 func (o *Options) setDefaults() error {
@@ -281,6 +284,13 @@ func (h *Host) callContext(ctx context.Context) (context.Context, context.Cancel
 		return context.WithCancel(ctx)
 	}
 	return context.WithTimeout(ctx, h.opts.CallTimeout)
+}
+
+// observe reports a finished call to Options.OnCall.
+func (h *Host) observe(kind, name, method string, start time.Time, err error) {
+	if h.opts.OnCall != nil {
+		h.opts.OnCall(kind, name, method, time.Since(start), err)
+	}
 }
 
 // callError explains a failed call; a deadline says how long was waited.

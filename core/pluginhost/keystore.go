@@ -32,6 +32,7 @@ func (k *keyStore) Secret(ctx context.Context, ref string) ([]byte, error) {
 	ctx, cancel := k.inst.h.callContext(ctx)
 	defer cancel()
 	s, err := c.Secret(ctx, ref)
+	k.inst.h.observe(base.KindKeystore, k.inst.name, "secret", start, err)
 	if err != nil {
 		return nil, callError(base.KindKeystore, k.inst.name, "secret "+ref, start, err)
 	}
@@ -49,6 +50,7 @@ func (k *keyStore) Signer(ctx context.Context, ref string) (crypto.Signer, error
 	ctx, cancel := k.inst.h.callContext(ctx)
 	defer cancel()
 	pub, err := c.Public(ctx, ref)
+	k.inst.h.observe(base.KindKeystore, k.inst.name, "public", start, err)
 	if err != nil {
 		return nil, callError(base.KindKeystore, k.inst.name, "public key "+ref, start, err)
 	}
@@ -74,6 +76,7 @@ func (s *remoteSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) 
 	ctx, cancel := s.ks.inst.h.callContext(context.Background())
 	defer cancel()
 	sig, err := c.Sign(ctx, s.ref, digest, keystore.OptionsFrom(opts))
+	s.ks.inst.h.observe(base.KindKeystore, s.ks.inst.name, "sign", start, err)
 	if err != nil {
 		return nil, callError(base.KindKeystore, s.ks.inst.name, "sign with "+s.ref, start, err)
 	}
