@@ -286,6 +286,11 @@ func (d *Dataplane) Close() error {
 		for _, c := range d.closers {
 			c()
 		}
+		// Sockets from Options.UDPConns belong to the caller: wake our
+		// reader instead of closing them.
+		for _, c := range d.ext {
+			c.SetReadDeadline(time.Now())
+		}
 		if d.tun != nil {
 			errs = append(errs, d.tun.Close())
 		}

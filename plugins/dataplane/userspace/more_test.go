@@ -391,3 +391,45 @@ func TestBypassInsideProtectedRangeAndCBC(t *testing.T) {
 		t.Fatalf("TUN MTU %s after delete", m)
 	}
 }
+
+// TestProvidedUDPSocket hands the dataplane an already open port-4500
+// socket (as the IKE daemon will) and checks ESP-in-UDP flows over it, IKE
+// datagrams come back through the callback, and Close leaves the socket
+// usable for its owner.
+func TestProvidedUDPSocket(t *testing.T) {
+	var ike atomic.Int32
+	var conns []net.PacketConn
+	a, b := topologyFn(t, func() Options {
+		c, err := listenMarked("udp4", "0.0.0.0:4500", 0x7e110000)
+		if err != nil {
+			t.Error(err) // not the test goroutine: New then fails the test
+			return Options{UDPPort: -1, DisableRawESP: true, TUNName: "bad name with spaces"}
+		}
+		conns = append(conns, c)
+		return Options{UDPConns: []net.PacketConn{c}, IKE: func([]byte, netip.AddrPort) { ike.Add(1) }}
+	})
+	for _, c := range conns {
+		defer c.Close()
+	}
+	p := protect(t, a, b, a.v4, b.v4, 6, protectedPort, 1, provider.Transport, &provider.UDPEncap{SrcPort: 4500, DstPort: 4500}, "aes-gcm-16", 20)
+	transfer(t, a, b, a.v4, b.v4, protectedPort, 1<<20)
+	if c := counters(t, b.dp, p.out); c.Packets == 0 || c.Packets != counters(t, a.dp, p.out).Packets {
+		t.Fatalf("counters %+v", c)
+	}
+	conns[0].WriteTo([]byte("\x00\x00\x00\x00hello"), &net.UDPAddr{IP: b.v4.AsSlice(), Port: 4500})
+	netns.WaitFor(t, "IKE datagram", 5*time.Second, func() bool { return ike.Load() == 1 })
+	done := make(chan struct{})
+	go func() { b.dp.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close hangs on a provided socket")
+	}
+	// The socket still works for its owner.
+	conns[1].SetReadDeadline(time.Now().Add(3 * time.Second))
+	conns[0].WriteTo([]byte("after"), &net.UDPAddr{IP: b.v4.AsSlice(), Port: 4500})
+	buf := make([]byte, 100)
+	if n, _, err := conns[1].ReadFrom(buf); err != nil || string(buf[:n]) != "after" {
+		t.Fatalf("owner read after Close: %q %v", buf[:n], err)
+	}
+}

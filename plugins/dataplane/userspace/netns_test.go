@@ -70,13 +70,18 @@ type host struct {
 // topology makes two namespaces joined by a veth pair, each with a userspace
 // dataplane.
 func topology(t testing.TB, opts Options) (a, b *host) {
+	return topologyFn(t, func() Options { return opts })
+}
+
+// topologyFn makes the Options inside each namespace (for sockets).
+func topologyFn(t testing.TB, mkOpts func() Options) (a, b *host) {
 	netns.Require(t)
 	a = &host{ns: netns.New(t, "ut"), v4: netip.MustParseAddr("10.77.0.1"), v6: netip.MustParseAddr("fd00:77::1")}
 	b = &host{ns: netns.New(t, "ut"), v4: netip.MustParseAddr("10.77.0.2"), v6: netip.MustParseAddr("fd00:77::2")}
 	a.ifname, b.ifname = netns.Link(t, a.ns, []string{"10.77.0.1/24", "fd00:77::1/64"}, b.ns, []string{"10.77.0.2/24", "fd00:77::2/64"})
 	for _, h := range []*host{a, b} {
 		var err error
-		inNS(t, h.ns, func() { h.dp, err = New(opts) })
+		inNS(t, h.ns, func() { h.dp, err = New(mkOpts()) })
 		if err != nil {
 			t.Fatalf("New in %s: %v", h.ns.Name, err)
 		}

@@ -117,6 +117,7 @@ func (d *Dataplane) routineReceiveConn(c net.PacketConn) {
 		if err != nil {
 			select {
 			case <-d.done:
+				c.SetReadDeadline(time.Time{}) // hand the socket back as it was
 				return
 			default:
 			}
