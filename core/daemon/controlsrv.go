@@ -3,8 +3,6 @@ package daemon
 import (
 	"context"
 	"encoding/json"
-	"net/netip"
-	"strconv"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -13,7 +11,6 @@ import (
 
 	"github.com/veil-ipsec/veil/core/control/controlpb"
 	"github.com/veil-ipsec/veil/core/ikesa"
-	"github.com/veil-ipsec/veil/core/provider"
 	"github.com/veil-ipsec/veil/core/ts"
 	"github.com/veil-ipsec/veil/core/version"
 )
@@ -37,64 +34,7 @@ func (d *Daemon) snapshot() []*controlpb.IKESA {
 		d.log.Error("snapshot", "err", err)
 		return nil
 	}
-	d.fillCounters(r.IkeSas)
 	return r.IkeSas
-}
-
-// fillCounters asks the dataplane for every child's byte and packet
-// counters in one call (the engine does not track traffic).
-func (d *Daemon) fillCounters(sas []*controlpb.IKESA) {
-	if d.plugins == nil || d.plugins.dataplane == nil {
-		return
-	}
-	type slot struct {
-		c  *controlpb.ChildSA
-		in bool
-	}
-	var keys []provider.SAKey
-	var slots []slot
-	for _, sa := range sas {
-		local, lerr := parseHostAddr(sa.Local)
-		remote, rerr := parseHostAddr(sa.Remote)
-		if lerr != nil || rerr != nil {
-			continue
-		}
-		for _, c := range sa.Children {
-			if spi, err := strconv.ParseUint(c.SpiIn, 16, 32); err == nil {
-				keys = append(keys, provider.SAKey{Dst: local, SPI: uint32(spi)})
-				slots = append(slots, slot{c, true})
-			}
-			if spi, err := strconv.ParseUint(c.SpiOut, 16, 32); err == nil {
-				keys = append(keys, provider.SAKey{Dst: remote, SPI: uint32(spi)})
-				slots = append(slots, slot{c, false})
-			}
-		}
-	}
-	if len(keys) == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	cs, err := d.plugins.dataplane.Counters(ctx, keys)
-	if err != nil || len(cs) != len(keys) {
-		d.log.Debug("dataplane counters unavailable", "err", err)
-		return
-	}
-	for i, s := range slots {
-		if s.in {
-			s.c.BytesIn, s.c.PacketsIn = cs[i].Bytes, cs[i].Packets
-		} else {
-			s.c.BytesOut, s.c.PacketsOut = cs[i].Bytes, cs[i].Packets
-		}
-	}
-}
-
-// parseHostAddr reads "addr" or "addr:port" / "[v6]:port".
-func parseHostAddr(s string) (netip.Addr, error) {
-	if ap, err := netip.ParseAddrPort(s); err == nil {
-		return ap.Addr().Unmap(), nil
-	}
-	return netip.ParseAddr(s)
 }
 
 func (d *Daemon) stats() ikesa.Stats { return d.eng.Stats() }
