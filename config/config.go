@@ -35,7 +35,10 @@ const (
 	// after about 90 seconds.
 	DefaultRetransmitTimeout = 4 * time.Second
 	DefaultRetransmitTries   = 5
-	DefaultDataplane         = "xfrm"
+	// MinFragmentSize is the smallest IKE fragment size accepted: every
+	// IPv4 host takes a 576-byte datagram (RFC 791), less 28 header bytes.
+	MinFragmentSize  = 548
+	DefaultDataplane = "xfrm"
 
 	DefaultIKELifeTime   = 24 * time.Hour
 	DefaultChildLifeTime = time.Hour
@@ -77,7 +80,10 @@ type Daemon struct {
 	// each further wait is 1.8 times longer; RetransmitTries sends in all.
 	RetransmitTimeout time.Duration
 	RetransmitTries   int
-	Range             hcl.Range // the block header; zero when absent
+	// FragmentSize is the largest IKE datagram sent unfragmented, and the
+	// size of RFC 7383 fragments (0: the engine's default, 1228).
+	FragmentSize int
+	Range        hcl.Range // the block header; zero when absent
 }
 
 // Plugin is one plugin "kind" "name" block.

@@ -165,7 +165,7 @@ var (
 		{Name: "control_socket"}, {Name: "control_group"}, {Name: "listen"}, {Name: "ike_port"},
 		{Name: "natt_port"}, {Name: "log_level"}, {Name: "log_levels"}, {Name: "log_format"},
 		{Name: "metrics_listen"}, {Name: "cookie_threshold"},
-		{Name: "retransmit_timeout"}, {Name: "retransmit_tries"},
+		{Name: "retransmit_timeout"}, {Name: "retransmit_tries"}, {Name: "fragment_size"},
 	}}
 	pluginSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{{Name: "path"}},
@@ -374,6 +374,11 @@ func (d *decoder) daemon(out *Daemon, b *hcl.Block) {
 		out.RetransmitTimeout = DefaultRetransmitTimeout
 	}
 	out.RetransmitTries = int(a.integer("retransmit_tries", DefaultRetransmitTries, 1, 20))
+	out.FragmentSize = int(a.integer("fragment_size", 0, 0, 65535))
+	if out.FragmentSize != 0 && out.FragmentSize < MinFragmentSize {
+		a.errorf(a.rng("fragment_size"), "Invalid value", "fragment_size must be at least %d (a 576-byte IPv4 datagram less its IP and UDP headers), or 0 for the default.", MinFragmentSize)
+		out.FragmentSize = 0
+	}
 }
 
 func contains(list []string, s string) bool {

@@ -22,6 +22,7 @@ func (d *Daemon) newEngine(ctx context.Context, cfg *config.Config, ps *pluginSe
 		Logger:    d.log.With("subsystem", "ike"),
 		Dataplane: ps.dataplane, KeyStore: ps.keystore, Authenticators: ps.auth,
 		CookieThreshold: cfg.Daemon.CookieThreshold,
+		FragmentSize:    cfg.Daemon.FragmentSize,
 		Retransmit: ikesa.Retransmit{Timeout: cfg.Daemon.RetransmitTimeout, Base: ikesa.DefaultRetransmit.Base,
 			Tries: cfg.Daemon.RetransmitTries},
 	})

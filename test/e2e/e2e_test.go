@@ -163,6 +163,7 @@ func TestFragmentationSmallPathMTU(t *testing.T) {
 	for _, c := range []*peerConfig{&ca, &cb} {
 		c.IKEProposal = "aes256gcm16-prfsha384-x25519-ke1_mlkem768"
 		c.Extra = "fragmentation = true"
+		c.Daemon = "fragment_size = 548" // 576 less the IPv4 and UDP headers
 	}
 	p := &pair{a: a, b: b, ca: ca, cb: cb}
 	p.start(t)
