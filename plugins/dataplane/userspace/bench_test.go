@@ -122,22 +122,25 @@ func BenchmarkIperf3(b *testing.B) {
 	if s := os.Getenv("VEIL_IPERF_SECONDS"); s != "" {
 		secs, _ = strconv.Atoi(s)
 	}
-	for _, offload := range []bool{false, true} {
-		name := "plain"
-		if offload {
-			name = "tso"
-		}
-		b.Run(name, func(b *testing.B) {
+	for _, c := range []struct {
+		name           string
+		offload, encap bool
+	}{{"raw", false, false}, {"raw-offload", true, false}, {"udp", false, true}, {"udp-offload", true, true}} {
+		b.Run(c.name, func(b *testing.B) {
 			for b.Loop() {
-				runIperf(b, secs, offload)
+				runIperf(b, secs, c.offload, c.encap)
 			}
 		})
 	}
 }
 
-func runIperf(b *testing.B, secs int, offload bool) {
+func runIperf(b *testing.B, secs int, offload, udp bool) {
 	a, bh := topology(b, Options{Offload: offload})
-	protect(b, a, bh, a.v4, bh.v4, 6, protectedPort, 1, provider.Transport, nil, "aes-gcm-16", 20)
+	var encap *provider.UDPEncap
+	if udp {
+		encap = &provider.UDPEncap{SrcPort: 4500, DstPort: 4500}
+	}
+	protect(b, a, bh, a.v4, bh.v4, 6, protectedPort, 1, provider.Transport, encap, "aes-gcm-16", 20)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	srv := bh.ns.Command(ctx, "iperf3", "-s", "-1", "-p", strconv.Itoa(protectedPort))

@@ -46,9 +46,24 @@ func (d *Dataplane) routineReceive(c batchConn, kind recvKind) {
 	for i := range msgs {
 		bufs[i] = make([]byte, bufSize)
 		msgs[i].Buffers = [][]byte{bufs[i][headroom:]}
+		msgs[i].OOB = make([]byte, 64)
 	}
 	q := d.tun.Queues[int(kind)%len(d.tun.Queues)]
 	coalesce := newCoalescer()
+	var segBufs [][]byte // for datagrams the kernel merged (UDP GRO)
+	if kind == recvUDP && d.opts.Offload {
+		segBufs = make([][]byte, maxGSOSegments)
+		for i := range segBufs {
+			segBufs[i] = make([]byte, headroom+4096)
+		}
+	}
+	deliver := func(buf, pkt []byte) {
+		if q.VnetHdr {
+			coalesce.add(pkt)
+		} else {
+			d.writeTUN(q, buf, pkt)
+		}
+	}
 	for {
 		n, err := c.ReadBatch(msgs, 0)
 		if err != nil {
@@ -78,6 +93,14 @@ func (d *Dataplane) routineReceive(c batchConn, kind recvKind) {
 				if ua, ok := msgs[i].Addr.(*net.UDPAddr); ok {
 					from = ua.AddrPort()
 				}
+				if gs := groSize(msgs[i].OOB[:msgs[i].NN]); gs > 0 && size > gs && segBufs != nil {
+					d.stats.udpGROPackets.Add(1)
+					d.openMerged(t, buf[start:end], gs, segBufs, from, now, deliver)
+					if q.VnetHdr {
+						coalesce.flush(d, q) // the next merged datagram reuses segBufs
+					}
+					continue
+				}
 				if !d.demuxUDP(buf[start:end], from) {
 					continue
 				}
@@ -87,15 +110,28 @@ func (d *Dataplane) routineReceive(c batchConn, kind recvKind) {
 				continue
 			}
 			if pkt := d.openOne(t, buf, start, end, from, now); pkt != nil {
-				if q.VnetHdr {
-					coalesce.add(pkt)
-				} else {
-					d.writeTUN(q, buf, pkt)
-				}
+				deliver(buf, pkt)
 			}
 		}
 		if q.VnetHdr {
 			coalesce.flush(d, q)
+		}
+	}
+}
+
+// openMerged opens each ESP packet of a datagram the kernel merged (UDP
+// GRO: segments of gs bytes, the last possibly shorter), each in its own
+// buffer so that in-place opening never touches a neighbour.
+func (d *Dataplane) openMerged(t *tables, data []byte, gs int, segBufs [][]byte, from netip.AddrPort, now int64, deliver func(buf, pkt []byte)) {
+	for k, off := 0, 0; off < len(data) && k < len(segBufs); k, off = k+1, off+gs {
+		seg := data[off:min(off+gs, len(data))]
+		b := segBufs[k]
+		if len(seg) > len(b)-headroom-64 || !d.demuxUDP(seg, from) {
+			continue
+		}
+		n := copy(b[headroom:], seg)
+		if pkt := d.openOne(t, b, headroom, headroom+n, from, now); pkt != nil {
+			deliver(b, pkt)
 		}
 	}
 }

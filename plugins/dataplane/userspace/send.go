@@ -84,8 +84,12 @@ func (d *Dataplane) routineReadTUN(q *tun.Queue) {
 	if d.raw4 != nil {
 		raw4, raw6 = newSendQueue(d.raw4), newSendQueue(d.raw6)
 	}
+	var gso4, gso6 *gsoQueue
 	if d.udp4 != nil {
 		udp4, udp6 = newSendQueue(d.udp4), newSendQueue(d.udp6)
+		if d.opts.Offload {
+			gso4, gso6 = newGSOQueue(d.udp4), newGSOQueue(d.udp6)
+		}
 	}
 	readOff, reads := headroom, bufs
 	var segBufs [][]byte
@@ -103,6 +107,11 @@ func (d *Dataplane) routineReadTUN(q *tun.Queue) {
 		for _, sq := range []*sendQueue{raw4, raw6, udp4, udp6} {
 			if sq != nil && sq.n > 0 {
 				sq.flush(d)
+			}
+		}
+		for _, gq := range []*gsoQueue{gso4, gso6} {
+			if gq != nil && gq.n > 0 {
+				gq.flush(d)
 			}
 		}
 	}
@@ -130,6 +139,12 @@ func (d *Dataplane) routineReadTUN(q *tun.Queue) {
 				if _, err := d.ext[0].WriteTo(pkt, s.udpAddr); err != nil {
 					d.stats.sendErrors.Add(1)
 				}
+			case s.udpAddr != nil && gso4 != nil:
+				gq := gso4
+				if s.cfg.Dst.Is6() {
+					gq = gso6
+				}
+				gq.add(d, pkt, s.udpAddr)
 			case s.udpAddr != nil && udp4 != nil:
 				sq := udp4
 				if s.cfg.Dst.Is6() {
