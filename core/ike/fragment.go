@@ -104,6 +104,7 @@ type Reassembler struct {
 	total  uint16
 	first  PayloadType
 	parts  [][]byte
+	got    []bool // by fragment number - 1; a fragment may be empty, so parts[i] == nil says nothing
 	have   int
 	bytes  int
 }
@@ -144,9 +145,10 @@ func (r *Reassembler) Add(m *Message, c SKCipher) (inner []Payload, done bool, e
 		r.reset()
 		r.active, r.msgID, r.total = true, id, f.Total
 		r.parts = make([][]byte, f.Total)
+		r.got = make([]bool, f.Total)
 	}
 	i := f.Number - 1
-	if r.parts[i] != nil {
+	if r.got[i] {
 		clear(plain)
 		return nil, false, nil // duplicate
 	}
@@ -154,7 +156,7 @@ func (r *Reassembler) Add(m *Message, c SKCipher) (inner []Payload, done bool, e
 		r.reset()
 		return nil, false, fmt.Errorf("ike: reassembled message exceeds %d bytes", MaxReassembled)
 	}
-	r.parts[i], r.have, r.bytes = plain, r.have+1, r.bytes+len(plain)
+	r.parts[i], r.got[i], r.have, r.bytes = plain, true, r.have+1, r.bytes+len(plain)
 	if f.Number == 1 {
 		r.first = f.NextPayload
 	}

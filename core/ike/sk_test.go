@@ -227,6 +227,26 @@ func TestReassemblerRules(t *testing.T) {
 			t.Fatalf("late fragment: %v %v %v", out, done, err)
 		}
 	})
+	t.Run("duplicate of an empty fragment", func(t *testing.T) {
+		// Found by FuzzReassembler: an empty fragment decrypts to nil, which
+		// once made its duplicate count as a second fragment.
+		h := Header{SPIi: 1, SPIr: 2, Exchange: IKE_AUTH, MessageID: 9, NextPayload: PayloadSKF}
+		sealed := c.SealedLen(0)
+		h.Length = uint32(HeaderLen + 8 + sealed)
+		raw := appendHeader(nil, &h)
+		raw = append(raw, 0, 0, 0, byte(8+sealed), 0, 1, 0, 2)
+		raw, _ = c.Seal(raw, raw, nil)
+		m, err := ParseMessage(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ra Reassembler
+		for range 2 {
+			if _, done, err := ra.Add(m, c); done || err != nil {
+				t.Fatalf("done %v, err %v after fragment 1 of 2", done, err)
+			}
+		}
+	})
 	t.Run("byte limit", func(t *testing.T) {
 		huge := []Payload{&Certificate{Encoding: CertX509Signature, Data: make([]byte, 60000)},
 			&Certificate{Encoding: CertX509Signature, Data: make([]byte, 10000)}}
