@@ -56,6 +56,7 @@ func userspacePlugin() adapt.LazyImpl {
 		{Name: "path_mtu", Type: "number", Description: "MTU of the path ESP packets take (1500)"},
 		{Name: "clamp_mss", Type: "bool", Description: "rewrite the MSS of TCP SYNs to fit the SA"},
 		{Name: "udp_port", Type: "number", Description: "UDP port for encapsulated ESP (-1: off, the default while veild's IKE socket holds 4500)"},
+		{Name: "offload", Type: "bool", Description: "TUN TSO/GRO and UDP GSO/GRO (faster; off by default)"},
 	}}
 	return adapt.Lazy(base.Info{Name: "userspace", Kind: base.KindDataplane, Version: version.Version}, schema,
 		func(ctx context.Context, raw []byte) (provider.Dataplane, error) {
@@ -64,6 +65,7 @@ func userspacePlugin() adapt.LazyImpl {
 				PathMTU  *int    `json:"path_mtu"`
 				ClampMSS *bool   `json:"clamp_mss"`
 				UDPPort  *int    `json:"udp_port"`
+				Offload  *bool   `json:"offload"`
 			}
 			if len(raw) > 0 && string(raw) != "null" {
 				if err := json.Unmarshal(raw, &c); err != nil {
@@ -82,6 +84,9 @@ func userspacePlugin() adapt.LazyImpl {
 			}
 			if c.UDPPort != nil {
 				opts.UDPPort = *c.UDPPort
+			}
+			if c.Offload != nil {
+				opts.Offload = *c.Offload
 			}
 			return userspace.New(opts)
 		})
