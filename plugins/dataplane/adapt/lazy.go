@@ -1,7 +1,9 @@
 package adapt
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/netip"
@@ -32,8 +34,9 @@ type lazy struct {
 	schema base.Schema
 	open   Opener
 
-	mu sync.Mutex
-	dp provider.Dataplane
+	mu     sync.Mutex
+	dp     provider.Dataplane
+	config []byte // what dp was opened with
 }
 
 var errNotConfigured = errors.New("dataplane is not configured yet")
@@ -47,20 +50,27 @@ func (l *lazy) Health(context.Context) error {
 	return nil
 }
 
-// Configure opens the dataplane once; a later Configure with the same
-// plugin keeps it (the host re-sends the configuration after restarts of
-// other plugins), since reopening would drop installed SAs.
+// Configure opens the dataplane with the first valid configuration. The
+// host sends the configuration again after a restart of the daemon's other
+// plugins; the same configuration then keeps the open dataplane (reopening
+// would drop installed SAs), a different one is refused.
 func (l *lazy) Configure(ctx context.Context, configJSON []byte) error {
+	if len(configJSON) > 0 && !json.Valid(configJSON) {
+		return errors.New("configuration is not JSON")
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.dp != nil {
+		if !bytes.Equal(configJSON, l.config) {
+			return errors.New("dataplane options cannot change while it runs; restart veild to apply them")
+		}
 		return nil
 	}
 	dp, err := l.open(ctx, configJSON)
 	if err != nil {
 		return err
 	}
-	l.dp = dp
+	l.dp, l.config = dp, bytes.Clone(configJSON)
 	return nil
 }
 
