@@ -126,10 +126,11 @@ func (sa *SA) finishChildRequest(c *ChildSA, ps []ike.Payload, shared []byte) bo
 				return fail("ts", fmt.Sprintf("peer accepted none of our traffic selectors (ours: local %s, remote %s)",
 					ts.FormatList(c.proposedTSi), ts.FormatList(c.proposedTSr)))
 			case ike.NotifyNoProposalChosen:
-				reason := fmt.Sprintf("peer accepted none of our ESP proposals (ours: %s)", proposalList(c.Config.ESPProposals))
+				reason := fmt.Sprintf("peer refused the Child SA with NO_PROPOSAL_CHOSEN: none of our ESP proposals suited it (ours: %s)", proposalList(c.Config.ESPProposals))
 				if c.Mode == provider.Transport {
-					reason += "; or the peer requires a different mode than transport"
+					reason += ", or it requires tunnel mode"
 				}
+				reason += ", or it could not install the SA; its log says which"
 				return fail("proposal", reason)
 			default:
 				return fail("peer-error", fmt.Sprintf("peer refused the Child SA: %s", n.NotifyType))

@@ -587,10 +587,16 @@ func (sa *SA) seal(h ike.Header, ps []ike.Payload) ([][]byte, error) {
 // IP (40), UDP (8) and the non-ESP marker (4).
 const DefaultFragmentSize = 1228
 
-// followNAT moves a responder to the address and port of the latest
-// authenticated message when the peer is behind a NAT (RFC 7296 §2.23).
+// followNAT keeps the SA's addresses current from authenticated messages:
+// a peer that floated to the NAT-T port (RFC 7296 §2.23, RFC 4555) is
+// answered there, and a responder follows a NATed peer to its latest
+// address. Other address changes need MOBIKE.
 func (sa *SA) followNAT(local, remote netip.AddrPort) {
-	if sa.Initiator || !sa.natRemote || !remote.IsValid() || (remote == sa.Remote && local == sa.Local) {
+	if !remote.IsValid() || (remote == sa.Remote && local == sa.Local) {
+		return
+	}
+	sameHost := remote.Addr() == sa.Remote.Addr() && local.Addr() == sa.Local.Addr()
+	if !sameHost && (sa.Initiator || !sa.natRemote) {
 		return
 	}
 	sa.logger().Info("peer address changed", "from", sa.Remote, "to", remote)
