@@ -263,6 +263,9 @@ func (e *Engine) respondInit(p transport.Packet, m *ike.Message) {
 		e.cfg.Logger.Debug("no connection for peer", "remote", p.Remote)
 		return
 	}
+	if now := e.cfg.Clock.Now(); now.Sub(e.cookieRotated) >= CookieSecretLifetime {
+		e.rotateCookieSecretLocked(now)
+	}
 	if e.cfg.CookieThreshold < 0 || len(e.halfOpen) >= e.cfg.CookieThreshold {
 		want := e.cookie(e.cookieSecret, e.cookieVersion, m, p.Remote)
 		got := m.Notify(ike.NotifyCookie)
@@ -307,10 +310,17 @@ func (e *Engine) cookie(secret [32]byte, version uint32, m *ike.Message, remote 
 func (e *Engine) RotateCookieSecret() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.rotateCookieSecretLocked(e.cfg.Clock.Now())
+}
+
+// CookieSecretLifetime is how often the cookie secret changes by itself.
+const CookieSecretLifetime = 5 * time.Minute
+
+func (e *Engine) rotateCookieSecretLocked(now time.Time) {
 	e.oldCookieSecret = e.cookieSecret
 	rand.Read(e.cookieSecret[:])
 	e.cookieVersion++
-	e.cookieRotated = e.cfg.Clock.Now()
+	e.cookieRotated = now
 }
 
 func (e *Engine) send(local, remote netip.AddrPort, b []byte) {

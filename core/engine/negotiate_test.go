@@ -246,6 +246,17 @@ func TestCookieRotation(t *testing.T) {
 	if cookies != 2 {
 		t.Fatalf("%d cookie answers, want 2", cookies)
 	}
+	// The secret also rotates by itself every CookieSecretLifetime.
+	v := p.b.e.cookieVersion
+	p.advance(CookieSecretLifetime)
+	p.a.e.StartInitiate("conn", "")
+	p.a.e.mu.Lock()
+	p.a.e.initiateLocked(p.a.e.conns["conn"], "", nil)
+	p.a.e.mu.Unlock()
+	p.flush()
+	if p.b.e.cookieVersion != v+1 {
+		t.Fatalf("cookie version %d after %s, want %d", p.b.e.cookieVersion, CookieSecretLifetime, v+1)
+	}
 }
 
 func TestNATDetection(t *testing.T) {
