@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -130,6 +131,9 @@ func (e *Engine) addrs(c *Connection) (local, remote netip.AddrPort, err error) 
 				l = ap.Addr()
 				break
 			}
+		}
+		if !l.IsValid() {
+			l = routeSource(r)
 		}
 		if !l.IsValid() {
 			return local, remote, fmt.Errorf("connection %q: no local address for %s; set local_addrs", c.Name, r)
@@ -428,4 +432,15 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 		e.after(sa)
 	}
 	return err
+}
+
+// routeSource asks the kernel which source address it would use towards
+// remote (a connected UDP socket sends nothing).
+func routeSource(remote netip.Addr) netip.Addr {
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(remote, 500)))
+	if err != nil {
+		return netip.Addr{}
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
 }

@@ -83,3 +83,46 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestUDPWildcardBind: engines bound to 0.0.0.0 learn their local address
+// per datagram, so no NAT is detected on loopback and SAs carry real
+// addresses.
+func TestUDPWildcardBind(t *testing.T) {
+	lo := netip.MustParseAddr("127.0.0.1")
+	mk := func(port, natPort, peerPort uint16, base uint32, local []netip.Addr) (*Engine, *enginetest.Dataplane) {
+		conn, err := transport.ListenUDP(transport.UDPConfig{Addrs: []netip.Addr{netip.IPv4Unspecified()}, Port: port, NATPort: natPort})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		dp := enginetest.NewDataplane(base)
+		e, err := New(Config{Transport: conn, Port: port, NATPort: natPort, Dataplane: dp,
+			Authenticators: map[string]provider.Authenticator{"psk": &enginetest.PSK{Secret: []byte("s")}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := baseConn(t, "w", lo, lo)
+		c.LocalAddrs, c.RemotePort = local, peerPort
+		e.SetConnections([]Connection{c})
+		return e, dp
+	}
+	a, dpa := mk(27600, 27650, 28600, 0xa000, nil)
+	b, dpb := mk(28600, 28650, 27600, 0xb000, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	go a.Run(ctx)
+	go b.Run(ctx)
+	if err := a.Initiate(ctx, "w", "c1"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return len(dpb.Inbound()) == 1 })
+	checkKeys(t, dpa, dpb, 1)
+	for _, sa := range append(dpa.Outbound(), dpb.Outbound()...) {
+		if sa.Src != lo || sa.Dst != lo || sa.Encap != nil {
+			t.Fatalf("SA addresses %v -> %v encap %v", sa.Src, sa.Dst, sa.Encap)
+		}
+	}
+	if s := b.Snapshot(); len(s) != 1 || s[0].Local != "127.0.0.1:28600" {
+		t.Fatalf("responder local %+v", s)
+	}
+}

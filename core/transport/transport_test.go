@@ -127,3 +127,37 @@ func TestMemControlledDelivery(t *testing.T) {
 		t.Fatalf("Receive after Close: %v", err)
 	}
 }
+
+// TestUDPWildcardLearnsLocalAddress: a socket bound to 0.0.0.0 reports the
+// address each datagram was sent to (NAT detection and SA addresses need
+// it) and replies from that address.
+func TestUDPWildcardLearnsLocalAddress(t *testing.T) {
+	u, err := ListenUDP(UDPConfig{Addrs: []netip.Addr{netip.IPv4Unspecified()}, Port: 29500, NATPort: 29450})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	if _, err := peer.WriteToUDP([]byte("hello"), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 29500}); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]Packet, 1)
+	if _, err := u.Receive(got); err != nil {
+		t.Fatal(err)
+	}
+	if want := netip.MustParseAddrPort("127.0.0.1:29500"); got[0].Local != want {
+		t.Fatalf("Local = %v, want %v", got[0].Local, want)
+	}
+	if err := u.Send(Packet{Data: []byte("reply"), Local: got[0].Local, Remote: got[0].Remote}); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 100)
+	n, from, err := peer.ReadFromUDPAddrPort(buf)
+	if err != nil || string(buf[:n]) != "reply" || from.String() != "127.0.0.1:29500" {
+		t.Fatalf("reply %q from %v: %v", buf[:n], from, err)
+	}
+}

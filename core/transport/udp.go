@@ -45,6 +45,10 @@ type udpSock struct {
 	conn  *net.UDPConn
 	local netip.AddrPort
 	nat   bool
+	// wildcard sockets learn each datagram's destination address from
+	// IP_PKTINFO / IPV6_PKTINFO and set the source address when sending
+	p4 *ipv4.PacketConn
+	p6 *ipv6.PacketConn
 }
 
 // ListenUDP binds the IKE and NAT-T ports on each address.
@@ -82,7 +86,19 @@ func ListenUDP(cfg UDPConfig) (*UDP, error) {
 				}
 			}
 			local := c.LocalAddr().(*net.UDPAddr).AddrPort()
-			u.socks = append(u.socks, &udpSock{conn: c, local: netip.AddrPortFrom(local.Addr().Unmap(), local.Port()), nat: p == cfg.NATPort})
+			s := &udpSock{conn: c, local: netip.AddrPortFrom(local.Addr().Unmap(), local.Port()), nat: p == cfg.NATPort}
+			if network == "udp4" {
+				s.p4 = ipv4.NewPacketConn(c)
+				if a.IsUnspecified() {
+					s.p4.SetControlMessage(ipv4.FlagDst, true)
+				}
+			} else {
+				s.p6 = ipv6.NewPacketConn(c)
+				if a.IsUnspecified() {
+					s.p6.SetControlMessage(ipv6.FlagDst, true)
+				}
+			}
+			u.socks = append(u.socks, s)
 		}
 	}
 	for _, s := range u.socks {
@@ -100,15 +116,19 @@ type batchReader interface {
 
 func (u *UDP) readLoop(s *udpSock, batch int) {
 	defer u.wg.Done()
-	var r batchReader
-	if s.local.Addr().Is4() {
-		r = ipv4.NewPacketConn(s.conn)
-	} else {
-		r = ipv6.NewPacketConn(s.conn)
+	var r batchReader = s.p4
+	oobLen := len(ipv4.NewControlMessage(ipv4.FlagDst))
+	if s.p6 != nil {
+		r = s.p6
+		oobLen = len(ipv6.NewControlMessage(ipv6.FlagDst))
 	}
+	wildcard := s.local.Addr().IsUnspecified()
 	ms := make([]ipv4.Message, batch)
 	for i := range ms {
 		ms[i].Buffers = [][]byte{make([]byte, maxDatagram)}
+		if wildcard {
+			ms[i].OOB = make([]byte, oobLen)
+		}
 	}
 	for {
 		n, err := r.ReadBatch(ms, 0)
@@ -133,6 +153,9 @@ func (u *UDP) readLoop(s *udpSock, batch int) {
 			ap := ua.AddrPort()
 			p := Packet{Data: append([]byte(nil), b...), Local: s.local,
 				Remote: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())}
+			if wildcard {
+				p.Local = netip.AddrPortFrom(s.dst(ms[i].OOB[:ms[i].NN]), s.local.Port())
+			}
 			select {
 			case u.in <- p:
 			case <-u.done:
@@ -140,6 +163,28 @@ func (u *UDP) readLoop(s *udpSock, batch int) {
 			}
 		}
 	}
+}
+
+// dst returns the destination address from a received control message
+// (the unspecified address if there is none).
+func (s *udpSock) dst(oob []byte) netip.Addr {
+	var ip net.IP
+	if s.p4 != nil {
+		var cm ipv4.ControlMessage
+		if cm.Parse(oob) == nil {
+			ip = cm.Dst
+		}
+	} else {
+		var cm ipv6.ControlMessage
+		if cm.Parse(oob) == nil {
+			ip = cm.Dst
+		}
+	}
+	a, ok := netip.AddrFromSlice(ip)
+	if !ok {
+		return s.local.Addr()
+	}
+	return a.Unmap()
 }
 
 func stripMarker(b []byte) ([]byte, bool) {
@@ -184,6 +229,17 @@ func (u *UDP) Send(p Packet) error {
 	if s.nat {
 		b = make([]byte, 4+len(p.Data))
 		copy(b[4:], p.Data)
+	}
+	if s.local.Addr().IsUnspecified() && p.Local.Addr().IsValid() && !p.Local.Addr().IsUnspecified() {
+		// A wildcard socket sends from the address the SA uses.
+		dst := net.UDPAddrFromAddrPort(p.Remote)
+		var err error
+		if s.p4 != nil {
+			_, err = s.p4.WriteTo(b, &ipv4.ControlMessage{Src: p.Local.Addr().AsSlice()}, dst)
+		} else {
+			_, err = s.p6.WriteTo(b, &ipv6.ControlMessage{Src: p.Local.Addr().AsSlice()}, dst)
+		}
+		return err
 	}
 	_, err := s.conn.WriteToUDPAddrPort(b, p.Remote)
 	return err
