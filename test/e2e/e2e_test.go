@@ -136,6 +136,20 @@ func TestNATTraversal(t *testing.T) {
 	if s := p.da.sas().IKESAs[0]; s.Remote != "10.71.0.2:4500" {
 		t.Errorf("initiator talks to %s, want 10.71.0.2:4500 after NAT detection", s.Remote)
 	}
+	// Rekeys cross the NAT too (child, then IKE SA from the responder).
+	ai, _, aIn, _ := firstIKE(t, p.da)
+	p.da.ctl("rekey", "lab/all")
+	netns.WaitFor(t, "child rekeyed through the NAT", 20*time.Second, func() bool {
+		_, _, in, _ := firstIKE(t, p.da)
+		_, _, _, bout := firstIKE(t, p.db)
+		return in != aIn && in == bout
+	})
+	p.db.ctl("rekey", "lab")
+	netns.WaitFor(t, "IKE SA rekeyed through the NAT", 20*time.Second, func() bool {
+		i, _, _, _ := firstIKE(t, p.da)
+		bi, _, _, _ := firstIKE(t, p.db)
+		return i != ai && i == bi
+	})
 	p.da.ctl("terminate", "lab")
 	netns.WaitFor(t, "SAs deleted through the NAT", 20*time.Second, func() bool {
 		return len(p.da.sas().IKESAs) == 0 && len(p.db.sas().IKESAs) == 0
