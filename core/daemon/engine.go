@@ -12,7 +12,7 @@ import (
 // newEngine opens the IKE sockets and builds the engine over the plugins.
 func (d *Daemon) newEngine(ctx context.Context, cfg *config.Config, ps *pluginSet) (*engine.Engine, error) {
 	udp, err := transport.ListenUDP(transport.UDPConfig{Addrs: cfg.Daemon.Listen, Port: cfg.Daemon.IKEPort,
-		NATPort: cfg.Daemon.NATTPort, Mark: ikeSocketMark(cfg)})
+		NATPort: cfg.Daemon.NATTPort, Mark: ikeSocketMark(cfg), KernelIPsec: cfg.Dataplane() == "xfrm"})
 	if err != nil {
 		return nil, err
 	}

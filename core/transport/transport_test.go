@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"net"
 	"net/netip"
+	"os"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestUDPLoopbackAndMarker(t *testing.T) {
@@ -159,5 +162,25 @@ func TestUDPWildcardLearnsLocalAddress(t *testing.T) {
 	n, from, err := peer.ReadFromUDPAddrPort(buf)
 	if err != nil || string(buf[:n]) != "reply" || from.String() != "127.0.0.1:29500" {
 		t.Fatalf("reply %q from %v: %v", buf[:n], from, err)
+	}
+}
+
+// With KernelIPsec the sockets carry bypass policies and the NAT-T socket
+// decapsulates ESP-in-UDP; this kernel has XFRM, so the options are real.
+func TestKernelIPsecSocketOptions(t *testing.T) {
+	port := uint16(40000 + os.Getpid()%10000)
+	u, err := ListenUDP(UDPConfig{Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}, Port: port, NATPort: port + 1, KernelIPsec: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	for _, s := range u.socks {
+		raw, _ := s.conn.SyscallConn()
+		raw.Control(func(fd uintptr) {
+			v, err := unix.GetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_ENCAP)
+			if s.nat && (err != nil || v != unix.UDP_ENCAP_ESPINUDP) {
+				t.Errorf("NAT-T socket %v: UDP_ENCAP = %d, %v", s.local, v, err)
+			}
+		})
 	}
 }

@@ -24,6 +24,11 @@ type UDPConfig struct {
 	// bypass a dataplane's steering of protected traffic (the userspace
 	// dataplane routes marked packets around its TUN device).
 	Mark uint32
+	// KernelIPsec prepares the sockets for the kernel's XFRM dataplane:
+	// per-socket bypass policies so IKE is never caught by the SAs it
+	// negotiates, and UDP_ENCAP_ESPINUDP on the NAT-T sockets so the kernel
+	// takes RFC 3948 ESP-in-UDP off them (only IKE reaches us).
+	KernelIPsec bool
 }
 
 const maxDatagram = 65535
@@ -83,6 +88,13 @@ func ListenUDP(cfg UDPConfig) (*UDP, error) {
 					c.Close()
 					u.Close()
 					return nil, fmt.Errorf("transport: SO_MARK on %s: %w", netip.AddrPortFrom(a, p), err)
+				}
+			}
+			if cfg.KernelIPsec {
+				if err := kernelIPsec(c, p == cfg.NATPort); err != nil {
+					c.Close()
+					u.Close()
+					return nil, fmt.Errorf("transport: %s: %w", netip.AddrPortFrom(a, p), err)
 				}
 			}
 			local := c.LocalAddr().(*net.UDPAddr).AddrPort()
