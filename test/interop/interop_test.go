@@ -1,0 +1,269 @@
+// Package interop checks veild against strongSwan's charon, each in its own
+// network namespace, through the operators' interfaces only: veild's HCL and
+// veilctl on one side, swanctl.conf and swanctl (over charon's vici socket)
+// on the other.
+//
+// charon runs with kernel-libipsec (ESP in userspace over a TUN device),
+// since this kernel has XFRM but no ESP. That backend supports tunnel mode
+// only ("IPsec SA: unsupported mode" for transport), so the children here are
+// tunnel mode between inner networks, and every case pings through them:
+// charon's own ESP implementation decrypts what veil sends and the reverse.
+// Transport mode against charon's kernel ESP is left to the kernel lab.
+package interop
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/veil-ipsec/veil/test/netns"
+)
+
+// views are both daemons' reports on the one IKE SA between them.
+type views struct{ veil, charon ikeSA }
+
+// installed returns the single INSTALLED child of an IKE SA, if it has
+// exactly one (while a rekey is under way there are two, or none).
+func installed(s ikeSA) (childSA, bool) {
+	var out []childSA
+	for _, c := range s.Children {
+		if strings.EqualFold(c.State, "INSTALLED") {
+			out = append(out, c)
+		}
+	}
+	if len(out) != 1 {
+		return childSA{}, false
+	}
+	return out[0], true
+}
+
+// paired reads both sides and reports whether each has exactly one
+// ESTABLISHED IKE SA with one INSTALLED tunnel-mode child, and the two agree:
+// same IKE SPIs, opposite roles, each side's inbound child SPI the other's
+// outbound one.
+func (l *lab) paired() (views, string) {
+	v, c := l.veil.sas(), l.charon.sas()
+	w := views{}
+	if len(v) != 1 || len(c) != 1 {
+		return w, fmt.Sprintf("IKE SAs: veil %+v, charon %+v", v, c)
+	}
+	w.veil, w.charon = v[0], c[0]
+	switch {
+	case w.veil.State != "ESTABLISHED" || w.charon.State != "ESTABLISHED":
+		return w, fmt.Sprintf("states: veil %s, charon %s", w.veil.State, w.charon.State)
+	case w.veil.SPIi != w.charon.SPIi || w.veil.SPIr != w.charon.SPIr:
+		return w, fmt.Sprintf("IKE SPIs differ: veil %s_i %s_r, charon %s_i %s_r", w.veil.SPIi, w.veil.SPIr, w.charon.SPIi, w.charon.SPIr)
+	case w.veil.Initiator == w.charon.Initiator:
+		return w, fmt.Sprintf("roles: veil initiator %v, charon initiator %v", w.veil.Initiator, w.charon.Initiator)
+	}
+	vc, ok1 := installed(w.veil)
+	cc, ok2 := installed(w.charon)
+	switch {
+	case !ok1 || !ok2:
+		return w, fmt.Sprintf("children: veil %+v, charon %+v", w.veil.Children, w.charon.Children)
+	case vc.Mode != "tunnel" || cc.Mode != "tunnel":
+		return w, fmt.Sprintf("child modes: veil %s, charon %s", vc.Mode, cc.Mode)
+	case vc.SPIIn != cc.SPIOut || vc.SPIOut != cc.SPIIn:
+		return w, fmt.Sprintf("child SPIs do not pair: veil in %s out %s, charon in %s out %s", vc.SPIIn, vc.SPIOut, cc.SPIIn, cc.SPIOut)
+	}
+	return w, ""
+}
+
+// waitPaired waits until both sides agree (see paired) and cond holds.
+func (l *lab) waitPaired(what string, cond func(views) bool) views {
+	l.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		w, why := l.paired()
+		if why == "" && (cond == nil || cond(w)) {
+			return w
+		}
+		if time.Now().After(deadline) {
+			if why == "" {
+				why = fmt.Sprintf("veil %+v, charon %+v", w.veil, w.charon)
+			}
+			l.t.Fatalf("timed out waiting for %s: %s", what, why)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// ping sends three echo requests from veil's inner network to charon's,
+// through the tunnel both ways, and checks each side counted them on the
+// child now installed.
+func (l *lab) ping() {
+	l.t.Helper()
+	before, _ := l.paired()
+	vc0, _ := installed(before.veil)
+	cc0, _ := installed(before.charon)
+	if out, err := l.veilNS.Output("ping", "-c", "3", "-i", "0.2", "-W", "2", "-I", veilInner, charonInner); err != nil {
+		l.t.Fatalf("ping %s -> %s through the tunnel: %v\n%s", veilInner, charonInner, err, out)
+	}
+	after, why := l.paired()
+	if why != "" {
+		l.t.Fatalf("after ping: %s", why)
+	}
+	vc, _ := installed(after.veil)
+	cc, _ := installed(after.charon)
+	// 3 requests out and 3 replies in on each side.
+	if vc.Packets-vc0.Packets < 6 || cc.Packets-cc0.Packets < 6 {
+		l.t.Errorf("child packet counters moved by veil %d, charon %d; want 6 each", vc.Packets-vc0.Packets, cc.Packets-cc0.Packets)
+	}
+}
+
+// waitGone waits until neither side has an IKE SA left.
+func (l *lab) waitGone(what string) {
+	l.t.Helper()
+	netns.WaitFor(l.t, what, 20*time.Second, func() bool {
+		return len(l.veil.sas()) == 0 && len(l.charon.sas()) == 0
+	})
+}
+
+// charonInitiate has charon start the IKE SA and its child.
+func (l *lab) charonInitiate() {
+	l.t.Helper()
+	l.charon.swanctl("--initiate", "--child", "net", "--timeout", "20")
+}
+
+var proposals = []struct {
+	name     string
+	ike, esp string
+	group    string // the key exchange as charon names it
+}{
+	{"aes256gcm16-x25519", "aes256gcm16-prfsha256-x25519", "aes256gcm16", "CURVE_25519"},
+	{"aes128-sha256-ecp256", "aes128-sha256-ecp256", "aes128-sha256", "ECP_256"},
+	{"aes128-sha256-modp3072", "aes128-sha256-modp3072", "aes256-sha256", "MODP_3072"},
+}
+
+// checkGroup checks that both sides agreed on the configured key exchange.
+func checkGroup(t *testing.T, w views, group, ike string) {
+	t.Helper()
+	if w.charon.Proposal != group || !strings.HasSuffix(w.veil.Proposal, ike[strings.LastIndex(ike, "-"):]) {
+		t.Errorf("key exchange: charon %s, veil proposal %q; want %s (%s)", w.charon.Proposal, w.veil.Proposal, group, ike)
+	}
+}
+
+// veil initiates, charon responds; veilctl terminate deletes on both sides.
+func TestVeilInitiatesToCharon(t *testing.T) {
+	for _, p := range proposals {
+		t.Run(p.name, func(t *testing.T) {
+			l := newLab(t, setup{Mode: "tunnel", IKEProposal: p.ike, ESPProposal: p.esp, VeilStarts: true})
+			w := l.waitPaired("veil's IKE SA established on both sides", nil)
+			if !w.veil.Initiator {
+				t.Errorf("veil started the IKE SA but does not report itself as initiator")
+			}
+			checkGroup(t, w, p.group, p.ike)
+			l.ping()
+			l.veil.ctl("terminate", "interop")
+			l.waitGone("IKE SA deleted on both sides after veilctl terminate")
+		})
+	}
+}
+
+// charon initiates, veil responds; swanctl --terminate deletes on both sides.
+func TestCharonInitiatesToVeil(t *testing.T) {
+	for _, p := range proposals[:2] {
+		t.Run(p.name, func(t *testing.T) {
+			l := newLab(t, setup{Mode: "tunnel", IKEProposal: p.ike, ESPProposal: p.esp})
+			l.charonInitiate()
+			w := l.waitPaired("charon's IKE SA established on both sides", nil)
+			if !w.charon.Initiator {
+				t.Errorf("charon started the IKE SA but does not report itself as initiator")
+			}
+			checkGroup(t, w, p.group, p.ike)
+			l.ping()
+			l.charon.swanctl("--terminate", "--ike", "veil", "--timeout", "10")
+			l.waitGone("IKE SA deleted on both sides after swanctl --terminate")
+		})
+	}
+}
+
+// Child SA rekey by the IKE SA's initiator, then IKE SA rekeys started by
+// each side in turn: new SPIs agreed on both sides, traffic through the
+// child after each, and the child surviving the IKE rekeys (RFC 7296 §2.8:
+// children move to the new IKE SA).
+//
+// Left out: a child rekey started by the IKE SA's responder. veil derives
+// that child's keys in the wrong direction (charon: "ESP decryption or ICV
+// verification failed" on the new SA), see the report; veil-to-veil tests
+// only rekey children from the IKE initiator, so they do not see it.
+func TestRekeyWithCharon(t *testing.T) {
+	for _, veilStarts := range []bool{true, false} {
+		name := "charon-initiated"
+		if veilStarts {
+			name = "veil-initiated"
+		}
+		t.Run(name, func(t *testing.T) {
+			// No key exchange in the ESP proposal: veil still sends it in
+			// IKE_AUTH's SA payload and demands it there as responder, which
+			// RFC 7296 §1.2 forbids and charon (rightly) strips, so a PFS
+			// proposal fails the first child against charon (reported).
+			l := newLab(t, setup{Mode: "tunnel", IKEProposal: "aes256gcm16-prfsha256-x25519", ESPProposal: "aes256gcm16", VeilStarts: veilStarts})
+			veilRekey := func(target string) func() { return func() { l.veil.ctl("rekey", target) } }
+			charonRekey := func(args ...string) func() {
+				return func() { l.charon.swanctl(append([]string{"--rekey"}, args...)...) }
+			}
+			first, second := "veil", "charon"
+			childRekey, ikeRekeyFirst, ikeRekeySecond := veilRekey("interop/net"), veilRekey("interop"), charonRekey("--ike", "veil")
+			if !veilStarts {
+				l.charonInitiate()
+				first, second = second, first
+				childRekey, ikeRekeyFirst, ikeRekeySecond = charonRekey("--child", "net"), charonRekey("--ike", "veil"), veilRekey("interop")
+			}
+			w := l.waitPaired("established", nil)
+
+			old, _ := installed(w.veil)
+			childRekey()
+			w = l.waitPaired("child rekeyed by "+first, func(w views) bool {
+				c, _ := installed(w.veil)
+				return c.SPIIn != old.SPIIn && c.SPIOut != old.SPIOut
+			})
+			l.ping()
+
+			rekeyIKE := func(who string, do func()) {
+				old := w.veil
+				oldChild, _ := installed(old)
+				do()
+				w = l.waitPaired("IKE SA rekeyed by "+who, func(w views) bool {
+					return w.veil.SPIi != old.SPIi && w.veil.SPIr != old.SPIr
+				})
+				if c, _ := installed(w.veil); c.SPIIn != oldChild.SPIIn {
+					t.Errorf("IKE rekey by %s replaced the child: %s -> %s", who, oldChild.SPIIn, c.SPIIn)
+				}
+				l.ping()
+			}
+			rekeyIKE(first, ikeRekeyFirst)
+			rekeyIKE(second, ikeRekeySecond)
+		})
+	}
+}
+
+// strongSwan version as major, minor from `swanctl --version`.
+var versionRE = regexp.MustCompile(`strongSwan (\d+)\.(\d+)`)
+
+// Hybrid post-quantum key exchange (RFC 9370 IKE_INTERMEDIATE with
+// ML-KEM-768 after X25519), which strongSwan supports from 6.0.
+func TestHybridMLKEMWithCharon(t *testing.T) {
+	requireStrongSwan(t)
+	l0 := &charon{t: t}
+	out, _ := l0.swanctlErr("--version")
+	m := versionRE.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("cannot read the strongSwan version from swanctl --version: %s", out)
+	}
+	major, _ := strconv.Atoi(m[1])
+	if major < 6 {
+		t.Skipf("installed strongSwan %s.%s has no ML-KEM (added in 6.0)", m[1], m[2])
+	}
+	for _, veilStarts := range []bool{true, false} {
+		l := newLab(t, setup{Mode: "tunnel", IKEProposal: "aes256gcm16-prfsha384-x25519-ke1_mlkem768", ESPProposal: "aes256gcm16", VeilStarts: veilStarts})
+		if !veilStarts {
+			l.charonInitiate()
+		}
+		l.waitPaired("hybrid ML-KEM IKE SA", nil)
+		l.ping()
+	}
+}
