@@ -267,3 +267,56 @@ func TestHybridMLKEMWithCharon(t *testing.T) {
 		l.ping()
 	}
 }
+
+// Transport mode: charon's kernel-libipsec refuses to install it ("IPsec
+// SA: unsupported mode"), so no child comes up, but the IKE SA must: SPIs
+// agreeing on both sides, the failed child cleaned up on veil's side
+// whichever side started (as initiator veil gets NO_PROPOSAL_CHOSEN in
+// IKE_AUTH; as responder it installed the child and charon then deletes
+// it), and delete from either side. ESP in transport mode against charon is
+// exercised in the kernel lab, where charon has kernel ESP.
+func TestTransportModeIKEWithCharon(t *testing.T) {
+	for _, veilStarts := range []bool{true, false} {
+		name := "charon-initiated"
+		if veilStarts {
+			name = "veil-initiated"
+		}
+		t.Run(name, func(t *testing.T) {
+			l := newLab(t, setup{Mode: "transport", IKEProposal: "aes256gcm16-prfsha256-x25519", ESPProposal: "aes256gcm16", VeilStarts: veilStarts})
+			if !veilStarts {
+				// Fails: charon cannot install the child it negotiated.
+				if out, err := l.charon.swanctlErr("--initiate", "--child", "net", "--timeout", "20"); err == nil {
+					t.Fatalf("charon installed a transport-mode child with kernel-libipsec:\n%s", out)
+				}
+			}
+			for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+				v, c := l.veil.sas(), l.charon.sas()
+				var why string
+				switch {
+				case len(v) != 1 || len(c) != 1:
+					why = fmt.Sprintf("IKE SAs: veil %+v, charon %+v", v, c)
+				case v[0].State != "ESTABLISHED" || c[0].State != "ESTABLISHED":
+					why = fmt.Sprintf("states: veil %s, charon %s", v[0].State, c[0].State)
+				case v[0].SPIi != c[0].SPIi || v[0].SPIr != c[0].SPIr:
+					t.Fatalf("IKE SPIs differ: veil %+v, charon %+v", v[0], c[0])
+				case v[0].Initiator != veilStarts || c[0].Initiator == veilStarts:
+					t.Fatalf("roles: veil initiator %v, charon initiator %v", v[0].Initiator, c[0].Initiator)
+				case len(v[0].Children) != 0 || len(c[0].Children) != 0:
+					why = fmt.Sprintf("children left: veil %+v, charon %+v", v[0].Children, c[0].Children)
+				}
+				if why == "" {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("timed out waiting for an IKE SA without children on both sides: %s", why)
+				}
+			}
+			if veilStarts {
+				l.charon.swanctl("--terminate", "--ike", "veil", "--timeout", "10")
+			} else {
+				l.veil.ctl("terminate", "interop")
+			}
+			l.waitGone("IKE SA deleted on both sides")
+		})
+	}
+}
