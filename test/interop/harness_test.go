@@ -72,23 +72,43 @@ type setup struct {
 	IKEProposal string // same string for both sides
 	ESPProposal string
 	VeilStarts  bool // veil initiates (start_action = "start"); else charon does
+	IPv6        bool // IPv6 outside and inside the tunnel
 	VeilExtra   string
 	Dataplane   string // attributes of veil's userspace dataplane block
 }
 
-const (
-	veilAddr, charonAddr   = "10.80.0.1", "10.80.0.2"
-	veilInner, charonInner = "10.81.1.1", "10.81.2.1"
-	veilID, charonID       = "veil.interop", "charon.interop"
+// addressing is one family's plan: outer addresses on the link, inner
+// addresses (on lo) and networks behind each host for tunnel mode.
+type addressing struct {
+	veil, charon           string // outer
+	prefix                 string // of the link, e.g. "/24"
+	veilInner, charonInner string
+	veilNet, charonNet     string
+	host                   string // host prefix length, e.g. "/32"
+}
+
+var (
+	ipv4 = addressing{"10.80.0.1", "10.80.0.2", "/24", "10.81.1.1", "10.81.2.1", "10.81.1.0/24", "10.81.2.0/24", "/32"}
+	ipv6 = addressing{"fd80::1", "fd80::2", "/64", "fd81:1::1", "fd81:2::1", "fd81:1::/64", "fd81:2::/64", "/128"}
 )
+
+const veilID, charonID = "veil.interop", "charon.interop"
+
+func (s setup) addrs() addressing {
+	if s.IPv6 {
+		return ipv6
+	}
+	return ipv4
+}
 
 // ts returns the traffic selectors for one side: the hosts' own addresses
 // in transport mode, the inner networks in tunnel mode.
 func (s setup) ts(veilSide bool) (local, remote string) {
+	a := s.addrs()
 	if s.Mode == "transport" {
-		local, remote = veilAddr+"/32", charonAddr+"/32"
+		local, remote = a.veil+a.host, a.charon+a.host
 	} else {
-		local, remote = "10.81.1.0/24", "10.81.2.0/24"
+		local, remote = a.veilNet, a.charonNet
 	}
 	if !veilSide {
 		local, remote = remote, local
@@ -105,15 +125,18 @@ type lab struct {
 	charon *charon
 
 	veilStarts bool
+	addrs      addressing
 }
 
 func newLab(t *testing.T, s setup) *lab {
 	t.Helper()
 	requireStrongSwan(t)
 	l := &lab{t: t, veilNS: netns.New(t, "veil"), chNS: netns.New(t, "charon")}
-	netns.Link(t, l.veilNS, []string{veilAddr + "/24"}, l.chNS, []string{charonAddr + "/24"})
-	l.veilNS.Run("ip", "addr", "add", veilInner+"/24", "dev", "lo")
-	l.chNS.Run("ip", "addr", "add", charonInner+"/24", "dev", "lo")
+	a := s.addrs()
+	l.addrs = a
+	netns.Link(t, l.veilNS, []string{a.veil + a.prefix}, l.chNS, []string{a.charon + a.prefix})
+	l.veilNS.Run("ip", "addr", "add", a.veilInner+a.host, "dev", "lo")
+	l.chNS.Run("ip", "addr", "add", a.charonInner+a.host, "dev", "lo")
 	// strongSwan 5.9's kernel-libipsec only sends ESP inside UDP (it fakes
 	// a NAT to force encapsulation), and veild's userspace dataplane cannot
 	// yet take ESP-in-UDP on the IKE socket's port 4500: its IKE socket
@@ -192,7 +215,7 @@ func startVeil(t *testing.T, ns *netns.NS, dir string, s setup) *veilDaemon {
 	lts, rts := s.ts(true)
 	var b bytes.Buffer
 	err := veilTemplate.Execute(&b, map[string]any{
-		"Socket": filepath.Join(dir, "veil.sock"), "Local": veilAddr, "Remote": charonAddr,
+		"Socket": filepath.Join(dir, "veil.sock"), "Local": s.addrs().veil, "Remote": s.addrs().charon,
 		"LocalID": veilID, "RemoteID": charonID, "PSKFile": pskFile,
 		"LocalTS": lts, "RemoteTS": rts, "S": s,
 	})
@@ -330,7 +353,7 @@ charon {
   # kernel-libipsec: ESP in userspace over TUN, since this kernel has no ESP.
   # It must come before kernel-netlink, which then only handles routes and
   # addresses.
-  load = random nonce openssl pem pkcs1 x509 pubkey curve25519 gmp aes sha1 sha2 hmac gcm kdf kernel-libipsec kernel-netlink socket-default vici
+  load = random nonce openssl pem pkcs1 x509 pubkey curve25519 gmp aes sha1 sha2 hmac gcm chapoly kdf kernel-libipsec kernel-netlink socket-default vici
   install_virtual_ip = no
   retransmit_tries = 3
   retransmit_timeout = 1
@@ -404,7 +427,7 @@ func startCharon(t *testing.T, ns *netns.NS, dir string, s setup) *charon {
 	writeTemplate(t, strongswanConfTemplate, c.conf, map[string]any{"Dir": dir})
 	lts, rts := s.ts(false)
 	writeTemplate(t, swanctlConfTemplate, filepath.Join(dir, "swanctl.conf"), map[string]any{
-		"Local": charonAddr, "Remote": veilAddr, "LocalID": charonID, "RemoteID": veilID,
+		"Local": s.addrs().charon, "Remote": s.addrs().veil, "LocalID": charonID, "RemoteID": veilID,
 		"LocalTS": lts, "RemoteTS": rts, "PSK": psk, "S": s,
 	})
 	var stdout bytes.Buffer

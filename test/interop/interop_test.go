@@ -99,8 +99,8 @@ func (l *lab) ping() {
 	before, _ := l.paired()
 	vc0, _ := installed(before.veil)
 	cc0, _ := installed(before.charon)
-	if out, err := l.veilNS.Output("ping", "-c", "3", "-i", "0.2", "-W", "2", "-I", veilInner, charonInner); err != nil {
-		l.t.Fatalf("ping %s -> %s through the tunnel: %v\n%s", veilInner, charonInner, err, out)
+	if out, err := l.veilNS.Output("ping", "-c", "3", "-i", "0.2", "-W", "2", "-I", l.addrs.veilInner, l.addrs.charonInner); err != nil {
+		l.t.Fatalf("ping %s -> %s through the tunnel: %v\n%s", l.addrs.veilInner, l.addrs.charonInner, err, out)
 	}
 	after, why := l.paired()
 	if why != "" {
@@ -136,6 +136,8 @@ var proposals = []struct {
 	{"aes256gcm16-x25519", "aes256gcm16-prfsha256-x25519", "aes256gcm16", "CURVE_25519"},
 	{"aes128-sha256-ecp256", "aes128-sha256-ecp256", "aes128-sha256", "ECP_256"},
 	{"aes128-sha256-modp3072", "aes128-sha256-modp3072", "aes256-sha256", "MODP_3072"},
+	{"chacha20poly1305-x25519", "chacha20poly1305-prfsha512-x25519", "chacha20poly1305", "CURVE_25519"},
+	{"aes256-sha384-ecp384", "aes256-sha384-ecp384", "aes256-sha512", "ECP_384"},
 }
 
 // checkGroup checks that both sides agreed on the configured key exchange.
@@ -165,7 +167,7 @@ func TestVeilInitiatesToCharon(t *testing.T) {
 
 // charon initiates, veil responds; swanctl --terminate deletes on both sides.
 func TestCharonInitiatesToVeil(t *testing.T) {
-	for _, p := range proposals[:2] {
+	for _, p := range proposals {
 		t.Run(p.name, func(t *testing.T) {
 			l := newLab(t, setup{Mode: "tunnel", IKEProposal: p.ike, ESPProposal: p.esp})
 			l.charonInitiate()
@@ -177,6 +179,26 @@ func TestCharonInitiatesToVeil(t *testing.T) {
 			l.ping()
 			l.charon.swanctl("--terminate", "--ike", "veil", "--timeout", "10")
 			l.waitGone("IKE SA deleted on both sides after swanctl --terminate")
+		})
+	}
+}
+
+// IPv6 outside and inside the tunnel, from each side.
+func TestIPv6WithCharon(t *testing.T) {
+	for _, veilStarts := range []bool{true, false} {
+		name := "charon-initiated"
+		if veilStarts {
+			name = "veil-initiated"
+		}
+		t.Run(name, func(t *testing.T) {
+			l := newLab(t, setup{Mode: "tunnel", IKEProposal: "aes256gcm16-prfsha256-x25519", ESPProposal: "aes256gcm16", VeilStarts: veilStarts, IPv6: true})
+			if !veilStarts {
+				l.charonInitiate()
+			}
+			l.waitPaired("IKE SA over IPv6 established on both sides", nil)
+			l.ping()
+			l.veil.ctl("terminate", "interop")
+			l.waitGone("IKE SA deleted on both sides")
 		})
 	}
 }
