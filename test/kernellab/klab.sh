@@ -103,6 +103,11 @@ mod_closure() {
 prepare() {
   command -v apt-get >/dev/null || die "needs a Debian (apt) host"
   mkdir -p "$KLAB_HOME"
+  # Parallel test packages may prepare at the same time: one at a time.
+  { flock 9; prepare_locked; } 9>"$KLAB_HOME/prepare.lock"
+}
+
+prepare_locked() {
   apt_install qemu-system-x86 busybox-static xz-utils
   kernel_vars
   local want=${KLAB_KPKG:-$KPKG}
