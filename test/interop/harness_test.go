@@ -352,8 +352,9 @@ charon {
   load_modular = no
   # kernel-libipsec: ESP in userspace over TUN, since this kernel has no ESP.
   # It must come before kernel-netlink, which then only handles routes and
-  # addresses.
-  load = random nonce openssl pem pkcs1 x509 pubkey curve25519 gmp aes sha1 sha2 hmac gcm chapoly kdf kernel-libipsec kernel-netlink socket-default vici
+  # addresses. ml (ML-KEM) exists from strongSwan 6 on; older versions log
+  # that it failed to load and go on.
+  load = random nonce openssl pem pkcs1 x509 pubkey curve25519 gmp aes sha1 sha2 hmac gcm chapoly kdf ml kernel-libipsec kernel-netlink socket-default vici
   install_virtual_ip = no
   retransmit_tries = 3
   retransmit_timeout = 1
