@@ -121,6 +121,8 @@ prepare_locked() {
       { apt-get update -qq >&2 && ( cd "$KLAB_HOME/debs" && apt-get download "$want" >&2 ); }
     dpkg-deb -x "$KLAB_HOME"/debs/"$want"_*.deb "$KROOT"
     KVER=$(ls "$KROOT/lib/modules" | head -n1)
+    [ -n "$KVER" ] && [ -s "$KROOT/boot/config-$KVER" ] ||
+      die "incomplete kernel package: $(ls -l "$KLAB_HOME"/debs/ 2>&1 | tr '\n' ' ')"
     grep -q '^CONFIG_INET_ESP=[ym]' "$KROOT/boot/config-$KVER" || die "$want lacks CONFIG_INET_ESP"
     grep -q '^CONFIG_NET_9P_VIRTIO=[ym]' "$KROOT/boot/config-$KVER" || die "$want lacks 9p (cloud flavour?)"
     busybox depmod -b "$KROOT" "$KVER"

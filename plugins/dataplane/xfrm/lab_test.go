@@ -45,6 +45,7 @@ func TestLab(t *testing.T) {
 	t.Run("udp-encap", l.udpEncap)
 	t.Run("soft-expire", l.softExpire)
 	t.Run("acquire", l.acquire)
+	t.Run("mark-ifid-delete", l.markIfID)
 	t.Run("offload-fallback", l.offload)
 	t.Run("cleanup", l.cleanup)
 }
@@ -529,6 +530,47 @@ func (l *lab) acquire(t *testing.T) {
 	if ev.ReqID != 77 || ev.Policy == nil || ev.Policy.Dir != provider.Out || ev.Policy.Remote.Start != l.b4 ||
 		ev.Policy.Remote.StartPort != 5432 || ev.Policy.Remote.Protocol != unix.IPPROTO_TCP || ev.Policy.TmplDst != l.b4 {
 		t.Errorf("acquire event %+v policy %+v", ev, ev.Policy)
+	}
+}
+
+// markIfID: SAs and policies with a mark and an XFRM interface id (route-
+// based setups) install, report counters and delete by key.
+func (l *lab) markIfID(t *testing.T) {
+	defer l.reset(t)
+	sa := &provider.ChildSA{ReqID: 80, SPI: 0x8001, Src: l.a4, Dst: l.b4, Mode: provider.Tunnel,
+		Encryption: "aes-cbc", EncKey: randKey(t, 16), Integrity: "hmac-sha2-256-128", IntegKey: randKey(t, 32),
+		Mark: 0x51, IfID: 9, Hard: provider.Lifetime{Time: time.Hour, Bytes: 1 << 30}}
+	if err := l.dpA.InstallSA(bg, sa); err != nil {
+		t.Fatal(err)
+	}
+	pol := &provider.Policy{ReqID: 80, Dir: provider.Out, Action: provider.Protect, Mode: provider.Tunnel,
+		Local: hostTS(l.a4), Remote: hostTS(netip.MustParseAddr("10.7.0.1")), TmplSrc: l.a4, TmplDst: l.b4,
+		Mark: 0x51, IfID: 9, Priority: 300}
+	if err := l.dpA.InstallPolicy(bg, pol); err != nil {
+		t.Fatal(err)
+	}
+	st := sh(t, "ip", "-n", "A", "xfrm", "state")
+	pl := sh(t, "ip", "-n", "A", "xfrm", "policy")
+	for _, want := range []string{"mark 0x51/0xffffffff", "if_id 0x9"} {
+		if !strings.Contains(st, want) || !strings.Contains(pl, want) {
+			t.Errorf("%q missing:\n%s\n%s", want, st, pl)
+		}
+	}
+	key := provider.SAKey{Dst: l.b4, SPI: 0x8001}
+	if c, err := l.dpA.Counters(bg, []provider.SAKey{key}); err != nil || c[0].Packets != 0 {
+		t.Errorf("counters of a marked SA: %v %v", c, err)
+	}
+	if err := l.dpA.DeleteSA(bg, key); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.dpA.DeletePolicy(bg, pol); err != nil {
+		t.Fatal(err)
+	}
+	if st, pl := sh(t, "ip", "-n", "A", "xfrm", "state"), sh(t, "ip", "-n", "A", "xfrm", "policy"); st != "" || pl != "" {
+		t.Errorf("delete left:\n%s\n%s", st, pl)
+	}
+	if err := l.dpA.DeleteSA(bg, key); err == nil {
+		t.Error("deleting a deleted SA succeeded")
 	}
 }
 
