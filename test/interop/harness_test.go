@@ -71,9 +71,10 @@ type setup struct {
 	Mode        string // "transport" or "tunnel"
 	IKEProposal string // same string for both sides
 	ESPProposal string
-	VeilStarts  bool // veil initiates (start_action = "start"); else charon does
-	IPv6        bool // IPv6 outside and inside the tunnel
-	VeilExtra   string
+	VeilStarts  bool   // veil initiates (start_action = "start"); else charon does
+	IPv6        bool   // IPv6 outside and inside the tunnel
+	VeilExtra   string // more attributes of veil's connection
+	CharonExtra string // more attributes of charon's connection
 	Dataplane   string // attributes of veil's userspace dataplane block
 }
 
@@ -388,6 +389,7 @@ connections {
     local_addrs = {{.Local}}
     remote_addrs = {{.Remote}}
     proposals = {{.S.IKEProposal}}
+    {{.S.CharonExtra}}
     local {
       auth = psk
       id = {{.LocalID}}
@@ -467,6 +469,19 @@ func writeTemplate(t *testing.T, tmpl *template.Template, path string, data any)
 	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// kill ends charon without a word to its peer, as a crash or a cut cable
+// would.
+func (c *charon) kill() {
+	c.cmd.Process.Kill()
+	<-c.done
+}
+
+// log returns charon's log so far.
+func (c *charon) log() string {
+	b, _ := os.ReadFile(filepath.Join(c.dir, "charon.log"))
+	return string(b)
 }
 
 func (c *charon) stop() {

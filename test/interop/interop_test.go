@@ -263,6 +263,32 @@ func TestRekeyWithCharon(t *testing.T) {
 	}
 }
 
+// Dead peer detection both ways: each side answers the other's DPD requests
+// (empty INFORMATIONAL, seen in charon's log) and the IKE SA stays; when
+// charon dies silently, veil's DPD finds out and clears the SAs
+// (dpd_action "clear").
+func TestDeadPeerDetectionWithCharon(t *testing.T) {
+	l := newLab(t, setup{Mode: "tunnel", IKEProposal: "aes256gcm16-prfsha256-x25519", ESPProposal: "aes256gcm16", VeilStarts: true,
+		CharonExtra: "dpd_delay = 1s",
+		VeilExtra:   `dpd_delay = "1s"` + "\n" + `dpd_timeout = "3s"`})
+	w := l.waitPaired("established", nil)
+	dpd := regexp.MustCompile(`(?s)sending DPD request.*parsed INFORMATIONAL response \d+ \[ \]`)
+	veilDPD := regexp.MustCompile(`(?s)parsed INFORMATIONAL request \d+ \[ \].*generating INFORMATIONAL response \d+ \[ \]`)
+	netns.WaitFor(t, "DPD requests from each side answered by the other", 15*time.Second, func() bool {
+		log := l.charon.log()
+		return dpd.MatchString(log) && veilDPD.MatchString(log)
+	})
+	if now, why := l.paired(); why != "" || now.veil.SPIi != w.veil.SPIi {
+		t.Fatalf("IKE SA did not survive charon's DPD: %s %+v", why, now)
+	}
+	l.ping()
+
+	l.charon.kill()
+	netns.WaitFor(t, "veil's DPD clearing the SAs of the dead charon", 20*time.Second, func() bool {
+		return len(l.veil.sas()) == 0
+	})
+}
+
 // strongSwan version as major, minor from `swanctl --version`.
 var versionRE = regexp.MustCompile(`strongSwan (\d+)\.(\d+)`)
 
