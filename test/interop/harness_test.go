@@ -75,6 +75,10 @@ type setup struct {
 	IPv6        bool   // IPv6 outside and inside the tunnel
 	VeilExtra   string // more attributes of veil's connection
 	CharonExtra string // more attributes of charon's connection
+	VeilDaemon  string // more attributes of veil's daemon block
+	CharonConf  string // more settings in charon's section of strongswan.conf
+	VeilID      string // veil's identity, if not veilID
+	CharonID    string // charon's identity, if not charonID
 	Dataplane   string // attributes of veil's userspace dataplane block
 }
 
@@ -94,6 +98,20 @@ var (
 )
 
 const veilID, charonID = "veil.interop", "charon.interop"
+
+func (s setup) veilID() string {
+	if s.VeilID != "" {
+		return s.VeilID
+	}
+	return veilID
+}
+
+func (s setup) charonID() string {
+	if s.CharonID != "" {
+		return s.CharonID
+	}
+	return charonID
+}
 
 func (s setup) addrs() addressing {
 	if s.IPv6 {
@@ -166,6 +184,7 @@ daemon {
   control_socket = "{{.Socket}}"
   listen         = ["{{.Local}}"]
   log_level      = "debug"
+  {{.S.VeilDaemon}}
 }
 plugin "dataplane" "userspace" {
   {{.S.Dataplane}}
@@ -217,7 +236,7 @@ func startVeil(t *testing.T, ns *netns.NS, dir string, s setup) *veilDaemon {
 	var b bytes.Buffer
 	err := veilTemplate.Execute(&b, map[string]any{
 		"Socket": filepath.Join(dir, "veil.sock"), "Local": s.addrs().veil, "Remote": s.addrs().charon,
-		"LocalID": veilID, "RemoteID": charonID, "PSKFile": pskFile,
+		"LocalID": s.veilID(), "RemoteID": s.charonID(), "PSKFile": pskFile,
 		"LocalTS": lts, "RemoteTS": rts, "S": s,
 	})
 	if err != nil {
@@ -359,6 +378,7 @@ charon {
   install_virtual_ip = no
   retransmit_tries = 3
   retransmit_timeout = 1
+  {{.S.CharonConf}}
   plugins {
     vici { socket = unix://{{.Dir}}/charon.vici }
   }
@@ -427,10 +447,10 @@ func startCharon(t *testing.T, ns *netns.NS, dir string, s setup) *charon {
 		}
 	}
 	c := &charon{t: t, dir: dir, conf: filepath.Join(dir, "strongswan.conf"), done: make(chan error, 1)}
-	writeTemplate(t, strongswanConfTemplate, c.conf, map[string]any{"Dir": dir})
+	writeTemplate(t, strongswanConfTemplate, c.conf, map[string]any{"Dir": dir, "S": s})
 	lts, rts := s.ts(false)
 	writeTemplate(t, swanctlConfTemplate, filepath.Join(dir, "swanctl.conf"), map[string]any{
-		"Local": s.addrs().charon, "Remote": s.addrs().veil, "LocalID": charonID, "RemoteID": veilID,
+		"Local": s.addrs().charon, "Remote": s.addrs().veil, "LocalID": s.charonID(), "RemoteID": s.veilID(),
 		"LocalTS": lts, "RemoteTS": rts, "PSK": psk, "S": s,
 	})
 	var stdout bytes.Buffer
