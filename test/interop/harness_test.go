@@ -217,6 +217,7 @@ connection "interop" {
 type veilDaemon struct {
 	t      *testing.T
 	ns     *netns.NS
+	path   string // configuration
 	socket string
 	cmd    *exec.Cmd
 	log    *bytes.Buffer
@@ -246,7 +247,13 @@ func startVeil(t *testing.T, ns *netns.NS, dir string, s setup) *veilDaemon {
 	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d := &veilDaemon{t: t, ns: ns, socket: filepath.Join(dir, "veil.sock"), log: &bytes.Buffer{}, done: make(chan error, 1)}
+	return runVeil(t, ns, path, filepath.Join(dir, "veil.sock"))
+}
+
+// runVeil starts veild on a written configuration.
+func runVeil(t *testing.T, ns *netns.NS, path, socket string) *veilDaemon {
+	t.Helper()
+	d := &veilDaemon{t: t, ns: ns, path: path, socket: socket, log: &bytes.Buffer{}, done: make(chan error, 1)}
 	d.cmd = ns.Command(context.Background(), veild, "--config", path)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
@@ -269,6 +276,22 @@ func startVeil(t *testing.T, ns *netns.NS, dir string, s setup) *veilDaemon {
 		return err == nil
 	})
 	return d
+}
+
+// crash kills veild and its plugin processes at once (every process in its
+// namespace), without a word to the peer, and returns a fresh veild on the
+// same configuration.
+func (d *veilDaemon) crash() *veilDaemon {
+	d.t.Helper()
+	pids, _ := exec.Command("ip", "netns", "pids", d.ns.Name).Output()
+	for _, pid := range strings.Fields(string(pids)) {
+		exec.Command("kill", "-9", pid).Run()
+	}
+	<-d.done
+	// The stale socket file would satisfy runVeil's wait before the new
+	// veild listens.
+	os.Remove(d.socket)
+	return runVeil(d.t, d.ns, d.path, d.socket)
 }
 
 func (d *veilDaemon) stop() {

@@ -325,6 +325,22 @@ func TestFragmentationWithCharon(t *testing.T) {
 	}
 }
 
+// veild crashes (with its plugins) and comes back: its new IKE SA carries
+// INITIAL_CONTACT, so charon drops the old one at once instead of keeping a
+// stale SA until DPD; traffic flows on the new SA.
+func TestRestartInitialContactWithCharon(t *testing.T) {
+	l := newLab(t, setup{Mode: "tunnel", IKEProposal: "aes256gcm16-prfsha256-x25519", ESPProposal: "aes256gcm16", VeilStarts: true})
+	old := l.waitPaired("established", nil)
+	l.veil = l.veil.crash()
+	l.waitPaired("new IKE SA after veil's restart, the old one gone from charon", func(w views) bool {
+		return w.charon.SPIi != old.charon.SPIi
+	})
+	if !strings.Contains(l.charon.log(), "destroying duplicate IKE_SA for peer '"+veilID+"', received INITIAL_CONTACT") {
+		t.Errorf("charon did not drop the old IKE SA on veil's INITIAL_CONTACT")
+	}
+	l.ping()
+}
+
 // strongSwan version as major, minor from `swanctl --version`.
 var versionRE = regexp.MustCompile(`strongSwan (\d+)\.(\d+)`)
 
