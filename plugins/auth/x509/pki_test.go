@@ -27,7 +27,7 @@ var (
 	keys     map[string]crypto.Signer
 )
 
-func testKey(t *testing.T, name string) crypto.Signer {
+func testKey(t testing.TB, name string) crypto.Signer {
 	t.Helper()
 	keysOnce.Do(func() {
 		keys = map[string]crypto.Signer{}
@@ -74,7 +74,7 @@ type testCA struct {
 	path string // PEM certificate
 }
 
-func newCA(t *testing.T, keyName, cn string) *testCA {
+func newCA(t testing.TB, keyName, cn string) *testCA {
 	t.Helper()
 	key := testKey(t, keyName)
 	tmpl := &x509.Certificate{
@@ -117,7 +117,7 @@ type leaf struct {
 	sigAlgoRSA x509.SignatureAlgorithm
 }
 
-func (ca *testCA) issue(t *testing.T, l leaf) *x509.Certificate {
+func (ca *testCA) issue(t testing.TB, l leaf) *x509.Certificate {
 	t.Helper()
 	if l.notBefore.IsZero() {
 		l.notBefore = time.Now().Add(-time.Hour)
@@ -155,7 +155,7 @@ func (ca *testCA) issue(t *testing.T, l leaf) *x509.Certificate {
 }
 
 // revoke writes a CRL of ca listing certs and returns its DER.
-func (ca *testCA) crl(t *testing.T, certs ...*x509.Certificate) []byte {
+func (ca *testCA) crl(t testing.TB, certs ...*x509.Certificate) []byte {
 	t.Helper()
 	var entries []x509.RevocationListEntry
 	for _, c := range certs {
@@ -173,7 +173,7 @@ func (ca *testCA) crl(t *testing.T, certs ...*x509.Certificate) []byte {
 	return der
 }
 
-func configJSON(t *testing.T, cfg map[string]any) []byte {
+func configJSON(t testing.TB, cfg map[string]any) []byte {
 	t.Helper()
 	b, err := json.Marshal(cfg)
 	if err != nil {

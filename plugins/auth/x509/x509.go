@@ -373,7 +373,7 @@ func (p *Plugin) checkChain(cfg *settings, certs []*x509.Certificate) ([]*x509.C
 	if ee.KeyUsage != 0 && ee.KeyUsage&(x509.KeyUsageDigitalSignature|x509.KeyUsageContentCommitment) == 0 {
 		return nil, fmt.Errorf("certificate for %s does not allow digital signatures (key usage)", certName(ee))
 	}
-	if ee.IsCA && ee.BasicConstraintsValid && len(certs) > 1 {
+	if ee.IsCA {
 		return nil, fmt.Errorf("certificate for %s is a CA certificate, not an end entity", certName(ee))
 	}
 	inter := x509.NewCertPool()

@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -19,7 +20,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/veil-ipsec/veil/plugins/keystore/file"
 	"github.com/veil-ipsec/veil/sdk/auth"
+	"github.com/veil-ipsec/veil/sdk/keystore"
 	"github.com/veil-ipsec/veil/sdk/plugintest"
 )
 
@@ -29,7 +32,7 @@ func fqdn(s string) auth.Identity { return auth.Identity{Type: 2, Data: []byte(s
 
 // configured returns a plugin trusting cas with revocation off unless cfg
 // says otherwise.
-func configured(t *testing.T, extra map[string]any, cas ...*testCA) *Plugin {
+func configured(t testing.TB, extra map[string]any, cas ...*testCA) *Plugin {
 	t.Helper()
 	cfg := map[string]any{"revocation": "off"}
 	var paths []string
@@ -195,10 +198,9 @@ func TestSHA1Refused(t *testing.T) {
 	wantErr(t, p.Verify(context.Background(), verifyReq(fqdn("gw.example.com"), 14, rfc7427Data(pssDefault, sig), cert)), "SHA-1")
 }
 
-// TestAlgorithmIdentifiers compares what we send with testdata/rfc7427.txt
-// and checks that each is parsed back to the same algorithm, including the
-// RSASSA-PSS form with an explicit trailerField some peers send.
-func TestAlgorithmIdentifiers(t *testing.T) {
+// readVectors reads testdata/rfc7427.txt: name: hex DER.
+func readVectors(t *testing.T) map[string][]byte {
+	t.Helper()
 	f, err := os.Open("testdata/rfc7427.txt")
 	if err != nil {
 		t.Fatal(err)
@@ -217,6 +219,14 @@ func TestAlgorithmIdentifiers(t *testing.T) {
 		}
 		vectors[strings.TrimSpace(name)] = hexBytes(t, hexs)
 	}
+	return vectors
+}
+
+// TestAlgorithmIdentifiers compares what we send with testdata/rfc7427.txt
+// and checks that each is parsed back to the same algorithm, including the
+// RSASSA-PSS form with an explicit trailerField some peers send.
+func TestAlgorithmIdentifiers(t *testing.T) {
+	vectors := readVectors(t)
 	for name, alg := range map[string]sigAlg{
 		"ecdsa-with-sha256":  plainAlgs[0].alg,
 		"ecdsa-with-sha384":  plainAlgs[1].alg,
@@ -432,5 +442,122 @@ func TestConformance(t *testing.T) {
 			v.Method, v.Data, v.Certs = res.Method, res.Data, res.Certs
 			return &v
 		},
+	})
+}
+
+// keystoreSigner is a crypto.Signer whose key lives in a keystore plugin,
+// reached over gRPC as the engine reaches it (core/pluginhost does the same).
+type keystoreSigner struct {
+	c   *keystore.Client
+	ref string
+	pub crypto.PublicKey
+}
+
+func (s *keystoreSigner) Public() crypto.PublicKey { return s.pub }
+
+func (s *keystoreSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	return s.c.Sign(context.Background(), s.ref, digest, keystore.OptionsFrom(opts))
+}
+
+// TestSignedAuthDataThroughKeystore signs with keys held by the bundled
+// file keystore plugin, so RSASSA-PSS options, ECDSA digests and Ed25519's
+// whole-message signing survive the keystore protocol.
+func TestSignedAuthDataThroughKeystore(t *testing.T) {
+	ca := newCA(t, "ca-p256", "Veil Test CA")
+	p := configured(t, nil, ca)
+	c := plugintest.KeystoreClient(t, file.New())
+	if err := c.Configure(context.Background(), []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"rsa2048", "p384", "ed25519"} {
+		key := testKey(t, name)
+		der, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), name+".key")
+		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		pub, err := c.Public(context.Background(), "file:"+path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		signer := &keystoreSigner{c: c, ref: "file:" + path, pub: pub}
+		hash, err := ChooseHash(pub, Announced)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, method, err := SignedAuthData(signer, octets, hash)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		cert := ca.issue(t, leaf{key: key, dns: []string{"gw.example.com"}})
+		if err := p.Verify(context.Background(), verifyReq(fqdn("gw.example.com"), method, data, cert)); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// TestRSAPSSChain: a chain whose certificates are signed with RSASSA-PSS
+// by an RSA CA is accepted.
+func TestRSAPSSChain(t *testing.T) {
+	ca := newCA(t, "ca-rsa2048", "Veil RSA CA")
+	p := configured(t, nil, ca)
+	key := testKey(t, "rsa3072")
+	cert := ca.issue(t, leaf{key: key, dns: []string{"gw.example.com"}, sigAlgoRSA: x509.SHA384WithRSAPSS})
+	if cert.SignatureAlgorithm != x509.SHA384WithRSAPSS {
+		t.Fatalf("certificate signed with %v", cert.SignatureAlgorithm)
+	}
+	data, method, err := SignedAuthData(key, octets, HashSHA2_384)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Verify(context.Background(), verifyReq(fqdn("gw.example.com"), method, data, cert)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// BenchmarkVerify is one peer AUTH check (ECDSA P-256, chain of one, no
+// revocation), in process.
+func BenchmarkVerify(b *testing.B) {
+	ca := newCA(b, "ca-p256", "Veil Test CA")
+	p := configured(b, nil, ca)
+	key := testKey(b, "p256")
+	cert := ca.issue(b, leaf{key: key, dns: []string{"gw.example.com"}})
+	data, method, err := SignedAuthData(key, octets, HashSHA2_256)
+	if err != nil {
+		b.Fatal(err)
+	}
+	req := verifyReq(fqdn("gw.example.com"), method, data, cert)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := p.Verify(context.Background(), req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// FuzzParseAuth: any AUTH data is answered with an algorithm or an error,
+// never a panic.
+func FuzzParseAuth(f *testing.F) {
+	for _, v := range []string{
+		"300a06082a8648ce3d040302",
+		"300506032b6570",
+		"30410609" + "2a864886f70d01010a" + "3034a00f300d06096086480165030402010500a11c301a06092a864886f70d010108300d06096086480165030402010500a203020120",
+		"300b06092a864886f70d01010a",
+	} {
+		ai, _ := hex.DecodeString(v)
+		f.Add(uint8(14), rfc7427Data(ai, []byte{1, 2, 3}))
+	}
+	f.Add(uint8(9), make([]byte, 64))
+	f.Fuzz(func(t *testing.T, method uint8, data []byte) {
+		if len(data) == 0 {
+			return // Verify refuses empty data before parsing
+		}
+		alg, sig, _, err := parseAuth(method, data)
+		if err == nil && (alg.kind == 0 || sig == nil) {
+			t.Fatalf("method %d %x: accepted without algorithm or signature", method, data)
+		}
 	})
 }
