@@ -561,3 +561,25 @@ func FuzzParseAuth(f *testing.F) {
 		}
 	})
 }
+
+// TestCertReqAuthorities checks the CERTREQ hash against OpenSSL's SHA-1 of
+// the CA's DER public key (RFC 7296 §3.7).
+func TestCertReqAuthorities(t *testing.T) {
+	ca := newCA(t, "ca-p256", "Veil Test CA")
+	ca2 := newCA(t, "ca-rsa2048", "Veil RSA CA")
+	p := configured(t, nil, ca, ca2)
+	got := CertReqAuthorities(p.CACertificates())
+	if len(got) != 40 {
+		t.Fatalf("%d bytes for two CAs, want 40", len(got))
+	}
+	dir := t.TempDir()
+	pub := openssl(t, dir, "x509", "-in", ca.path, "-noout", "-pubkey")
+	if err := os.WriteFile(filepath.Join(dir, "pub.pem"), pub, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	der := openssl(t, dir, "pkey", "-pubin", "-in", "pub.pem", "-outform", "DER")
+	want := sha1.Sum(der)
+	if hex.EncodeToString(got[:20]) != hex.EncodeToString(want[:]) {
+		t.Errorf("CERTREQ hash %x, want %x", got[:20], want)
+	}
+}
