@@ -79,6 +79,8 @@ type setup struct {
 	CharonConf  string // more settings in charon's section of strongswan.conf
 	VeilID      string // veil's identity, if not veilID
 	CharonID    string // charon's identity, if not charonID
+	CharonIKE   string // charon's IKE proposal, if not IKEProposal
+	CharonPSK   string // charon's pre-shared key, if not psk
 	Dataplane   string // attributes of veil's userspace dataplane block
 }
 
@@ -431,7 +433,7 @@ connections {
     version = 2
     local_addrs = {{.Local}}
     remote_addrs = {{.Remote}}
-    proposals = {{.S.IKEProposal}}
+    proposals = {{.IKE}}
     {{.S.CharonExtra}}
     local {
       auth = psk
@@ -474,7 +476,7 @@ func startCharon(t *testing.T, ns *netns.NS, dir string, s setup) *charon {
 	lts, rts := s.ts(false)
 	writeTemplate(t, swanctlConfTemplate, filepath.Join(dir, "swanctl.conf"), map[string]any{
 		"Local": s.addrs().charon, "Remote": s.addrs().veil, "LocalID": s.charonID(), "RemoteID": s.veilID(),
-		"LocalTS": lts, "RemoteTS": rts, "PSK": psk, "S": s,
+		"LocalTS": lts, "RemoteTS": rts, "PSK": or(s.CharonPSK, psk), "IKE": or(s.CharonIKE, s.IKEProposal), "S": s,
 	})
 	var stdout bytes.Buffer
 	c.cmd = ns.Command(context.Background(), "env", "STRONGSWAN_CONF="+c.conf, charonBin)
@@ -501,6 +503,13 @@ func startCharon(t *testing.T, ns *netns.NS, dir string, s setup) *charon {
 	})
 	c.swanctl("--load-all", "--noprompt", "--file", filepath.Join(dir, "swanctl.conf"))
 	return c
+}
+
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }
 
 func writeTemplate(t *testing.T, tmpl *template.Template, path string, data any) {

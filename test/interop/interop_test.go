@@ -341,6 +341,48 @@ func TestRestartInitialContactWithCharon(t *testing.T) {
 	l.ping()
 }
 
+// Failures charon causes show in `veilctl status` with the reason an
+// operator needs, on whichever side veil is.
+func TestFailuresWithCharon(t *testing.T) {
+	cases := []struct {
+		name  string
+		s     setup
+		wants []string
+	}{
+		{"proposal-veil-initiates", setup{CharonIKE: "aes128-sha256-modp3072", VeilStarts: true}, []string{"none of our IKE proposals", "aes256gcm16-prfsha256-x25519"}},
+		{"proposal-charon-initiates", setup{CharonIKE: "aes128-sha256-modp3072"}, []string{"proposal", "modp3072"}},
+		{"psk-veil-initiates", setup{CharonPSK: "a different secret 0123456789 abcdef", VeilStarts: true}, []string{"AUTHENTICATION_FAILED"}},
+		{"psk-charon-initiates", setup{CharonPSK: "a different secret 0123456789 abcdef"}, []string{"auth", "pre-shared key"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			c.s.Mode, c.s.IKEProposal, c.s.ESPProposal = "tunnel", "aes256gcm16-prfsha256-x25519", "aes256gcm16"
+			l := newLab(t, c.s)
+			if !c.s.VeilStarts {
+				if out, err := l.charon.swanctlErr("--initiate", "--child", "net", "--timeout", "10"); err == nil {
+					t.Fatalf("charon's initiate succeeded:\n%s", out)
+				}
+			}
+			var out string
+			for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+				out = l.veil.ctl("status", "interop")
+				missing := ""
+				for _, w := range c.wants {
+					if !strings.Contains(strings.ToLower(out), strings.ToLower(w)) {
+						missing = w
+					}
+				}
+				if missing == "" {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("veilctl status never mentioned %q:\n%s", missing, out)
+				}
+			}
+		})
+	}
+}
+
 // strongSwan version as major, minor from `swanctl --version`.
 var versionRE = regexp.MustCompile(`strongSwan (\d+)\.(\d+)`)
 
