@@ -583,3 +583,5 @@ func TestCertReqAuthorities(t *testing.T) {
 		t.Errorf("CERTREQ hash %x, want %x", got[:20], want)
 	}
 }
+
+func auth4(a, b, c, d byte) auth.Identity { return auth.Identity{Type: 1, Data: []byte{a, b, c, d}} }
