@@ -114,6 +114,7 @@ type leaf struct {
 	crlDP      []string
 	ocsp       []string
 	isCA       bool
+	eku        []x509.ExtKeyUsage
 	sigAlgoRSA x509.SignatureAlgorithm
 }
 
@@ -140,6 +141,7 @@ func (ca *testCA) issue(t testing.TB, l leaf) *x509.Certificate {
 		CRLDistributionPoints: l.crlDP,
 		OCSPServer:            l.ocsp,
 		IsCA:                  l.isCA,
+		ExtKeyUsage:           l.eku,
 		BasicConstraintsValid: true,
 		SignatureAlgorithm:    l.sigAlgoRSA,
 	}

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -329,6 +330,17 @@ func (p *Plugin) queryOCSP(ctx context.Context, cfg *settings, url string, cert,
 	resp, err := ocsp.ParseResponseForCert(der, cert, issuer)
 	if err != nil {
 		return nil, fmt.Errorf("bad response: %v", err)
+	}
+	// x/crypto/ocsp checks that a delegated responder's certificate is
+	// signed by the issuer, not that the issuer delegated OCSP signing to
+	// it: without this any certificate of the CA could vouch for others.
+	if c := resp.Certificate; c != nil && !bytes.Equal(c.Raw, issuer.Raw) {
+		if !slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageOCSPSigning) {
+			return nil, fmt.Errorf("responder certificate %q is not authorised for OCSP signing (no id-kp-OCSPSigning, RFC 6960 §4.2.2.2)", c.Subject)
+		}
+		if now := p.now(); now.Before(c.NotBefore) || now.After(c.NotAfter) {
+			return nil, fmt.Errorf("responder certificate %q is outside its validity period", c.Subject)
+		}
 	}
 	if n := responseNonce(resp); n != nil && !bytes.Equal(n, nonce) {
 		return nil, errors.New("response nonce does not match the request's (replayed response?)")

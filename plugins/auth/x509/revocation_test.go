@@ -133,14 +133,16 @@ func indexLine(c *x509.Certificate, revoked bool) string {
 	return fmt.Sprintf("V\t%s\t\t%s\tunknown\t/CN=%s\n", exp, serial, c.Subject.CommonName)
 }
 
-func startOCSP(t *testing.T, ca *testCA) *ocspResponder {
+// startOCSP signs answers with signer's key and certificate (the CA
+// itself, or a responder it delegated to).
+func startOCSP(t *testing.T, ca, signer *testCA) *ocspResponder {
 	t.Helper()
 	openssl, err := exec.LookPath("openssl")
 	if err != nil {
 		t.Skip("openssl is not installed (Debian package openssl)")
 	}
 	dir := t.TempDir()
-	keyDER, err := x509.MarshalPKCS8PrivateKey(ca.key)
+	keyDER, err := x509.MarshalPKCS8PrivateKey(signer.key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +163,7 @@ func startOCSP(t *testing.T, ca *testCA) *ocspResponder {
 			return
 		}
 		out, err := exec.Command(openssl, "ocsp", "-index", filepath.Join(dir, "index.txt"),
-			"-rsigner", ca.path, "-rkey", filepath.Join(dir, "ca.key"), "-CA", ca.path, "-nmin", "10",
+			"-rsigner", signer.path, "-rkey", filepath.Join(dir, "ca.key"), "-CA", ca.path, "-nmin", "10",
 			"-reqin", reqPath, "-respout", respPath).CombinedOutput()
 		resp, rerr := os.ReadFile(respPath)
 		if err != nil || rerr != nil {
@@ -185,7 +187,7 @@ func TestOCSPOpenSSL(t *testing.T) {
 	ca := newCA(t, "ca-p256", "Veil Test CA")
 	key := testKey(t, "p256")
 	// The URL is known before the certificates carrying it are issued.
-	resp := startOCSP(t, ca)
+	resp := startOCSP(t, ca, ca)
 	url := []string{resp.url}
 	good := ca.issue(t, leaf{key: key, cn: "good", dns: []string{"db2.example.com"}, ocsp: url})
 	revoked := ca.issue(t, leaf{key: key, cn: "revoked", dns: []string{"db2.example.com"}, ocsp: url})
@@ -285,5 +287,43 @@ func TestOCSPNonceMismatch(t *testing.T) {
 	nonce = nil // a responder without nonces (pre-signed answers) is accepted
 	if _, err := p.queryOCSP(context.Background(), p.cfg, srv.URL, cert, ca.cert); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestOCSPDelegatedResponder: answers signed by a responder certificate
+// the CA issued with id-kp-OCSPSigning are accepted; answers signed by any
+// other certificate of the same CA are not.
+func TestOCSPDelegatedResponder(t *testing.T) {
+	ca := newCA(t, "ca-p256", "Veil Test CA")
+	key := testKey(t, "p256")
+	for _, tc := range []struct {
+		eku  []x509.ExtKeyUsage
+		want string
+	}{
+		{[]x509.ExtKeyUsage{x509.ExtKeyUsageOCSPSigning}, ""},
+		{[]x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, "not authorised for OCSP signing"},
+	} {
+		rkey := testKey(t, "p384")
+		rcert := ca.issue(t, leaf{key: rkey, cn: "Veil OCSP responder", eku: tc.eku})
+		rpath := filepath.Join(t.TempDir(), "responder.pem")
+		if err := os.WriteFile(rpath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: rcert.Raw}), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		resp := startOCSP(t, ca, &testCA{cert: rcert, key: rkey, path: rpath})
+		cert := ca.issue(t, leaf{key: key, cn: "gw", dns: []string{"db2.example.com"}, ocsp: []string{resp.url}})
+		resp.index(t, []*x509.Certificate{cert}, nil)
+		data, _, err := SignedAuthData(key, octets, HashSHA2_256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := configured(t, map[string]any{"revocation": "require"}, ca)
+		err = p.Verify(context.Background(), verifyReq(fqdn("db2.example.com"), 14, data, cert))
+		if tc.want == "" {
+			if err != nil {
+				t.Errorf("EKU %v: %v", tc.eku, err)
+			}
+			continue
+		}
+		wantErr(t, err, tc.want)
 	}
 }
