@@ -47,7 +47,10 @@ type ChildSA struct {
 	proposedTSi, proposedTSr []provider.TrafficSelector
 	// nonces of the CREATE_CHILD_SA exchange (nil: the IKE SA's, for the
 	// child made with IKE_AUTH)
-	ni, nr        []byte
+	ni, nr []byte
+	// weInitiated: we sent the CREATE_CHILD_SA request that made this SA.
+	// KEYMAT is split by that exchange's roles, not the IKE SA's (§2.17).
+	weInitiated   bool
 	rekeyOf       *ChildSA // the SA this one replaces
 	successor     *ChildSA // the SA that replaces this one
 	peerRekey     *peerRekey
@@ -316,8 +319,15 @@ func (sa *SA) installChild(c *ChildSA, shared []byte) error {
 		return err
 	}
 	defer keys.Zero()
+	// Keys for data from the exchange's initiator come first (RFC 7296
+	// §2.17): the IKE SA's initiator for the child of IKE_AUTH, whoever sent
+	// the CREATE_CHILD_SA request otherwise.
+	exchangeInitiator := sa.Initiator
+	if c.ni != nil {
+		exchangeInitiator = c.weInitiated
+	}
 	encIn, integIn, encOut, integOut := keys.EncrR, keys.IntegR, keys.EncrI, keys.IntegI
-	if !sa.Initiator {
+	if !exchangeInitiator {
 		encIn, integIn, encOut, integOut = keys.EncrI, keys.IntegI, keys.EncrR, keys.IntegR
 	}
 	if c.Config.ReplayWindow == 0 {

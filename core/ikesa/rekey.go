@@ -63,7 +63,7 @@ func (sa *SA) startCreateChild(cfg *Child, old *ChildSA) error {
 	if err != nil {
 		return err
 	}
-	c.ni = sa.env.nonce()
+	c.ni, c.weInitiated = sa.env.nonce(), true
 	var ke transform.KeyExchange
 	ps := []ike.Payload{}
 	if old != nil {
