@@ -100,7 +100,7 @@ func (sa *SA) childRequest(cfg *Child, rekey *ChildSA) (*ChildSA, []ike.Payload,
 	c.proposedTSi = resolveAll(cfg.LocalTS, sa.Local.Addr())
 	c.proposedTSr = resolveAll(cfg.RemoteTS, sa.Remote.Addr())
 	sap := &ike.SA{}
-	for i, p := range cfg.ESPProposals {
+	for i, p := range espProposals(cfg, rekey == nil && sa.State != StateEstablished) {
 		sap.Proposals = append(sap.Proposals, p.ToWire(uint8(i+1), spiBytes(spi)))
 	}
 	var ps []ike.Payload
@@ -145,7 +145,7 @@ func (sa *SA) finishChildRequest(c *ChildSA, ps []ike.Payload, shared []byte) bo
 	if sap == nil || tsi == nil || tsr == nil || len(sap.Proposals) != 1 {
 		return fail("malformed", "peer's Child SA response lacks SA or traffic selectors")
 	}
-	suite, _, err := transform.Select(c.Config.ESPProposals, sap.Proposals, true)
+	suite, _, err := transform.Select(espProposals(c.Config, c.ni == nil), sap.Proposals, true)
 	if err != nil {
 		return fail("proposal", fmt.Sprintf("peer chose an ESP proposal we did not offer: %v", err))
 	}
@@ -240,7 +240,11 @@ func (sa *SA) childRespond(ps []ike.Payload, cc *createChild) (*ChildSA, []ike.P
 	if cfg.Mode == provider.Transport && transport {
 		mode = provider.Transport
 	}
-	suite, num, err := transform.Select(cfg.ESPProposals, sap.Proposals, false)
+	theirs := sap.Proposals
+	if cc == nil { // IKE_AUTH: a PFS group in a peer's proposal means nothing here
+		theirs = withoutKEWire(theirs)
+	}
+	suite, num, err := transform.Select(espProposals(cfg, cc == nil), theirs, false)
 	if err != nil {
 		return refuse(ike.NotifyNoProposalChosen, "proposal", fmt.Sprintf("no ESP proposal in common for child %q: %v", cfg.Name, err))
 	}
@@ -462,4 +466,44 @@ func (sa *SA) DataplaneEvent(kind provider.EventKind, c *ChildSA) {
 		sa.logger().Info("Child SA expired in the dataplane", "child", c.Config.Name)
 		sa.deleteChild(c, "hard lifetime reached in the dataplane")
 	}
+}
+
+// espProposals are cfg's ESP proposals as sent in an exchange: the child of
+// IKE_AUTH carries no key exchange (RFC 7296 §1.2: its keys come from the
+// IKE SA's), so PFS groups are left out there and used from the first
+// CREATE_CHILD_SA rekey on.
+func espProposals(cfg *Child, inIKEAuth bool) []transform.Proposal {
+	if !inIKEAuth {
+		return cfg.ESPProposals
+	}
+	out := make([]transform.Proposal, 0, len(cfg.ESPProposals))
+	for _, p := range cfg.ESPProposals {
+		q := transform.Proposal{Protocol: p.Protocol}
+		for _, t := range p.Transforms {
+			if !isKE(t.Type) {
+				q.Transforms = append(q.Transforms, t)
+			}
+		}
+		out = append(out, q)
+	}
+	return out
+}
+
+func withoutKEWire(ps []ike.Proposal) []ike.Proposal {
+	out := make([]ike.Proposal, 0, len(ps))
+	for _, p := range ps {
+		q := p
+		q.Transforms = nil
+		for _, t := range p.Transforms {
+			if !isKE(t.Type) {
+				q.Transforms = append(q.Transforms, t)
+			}
+		}
+		out = append(out, q)
+	}
+	return out
+}
+
+func isKE(t ike.TransformType) bool {
+	return t == ike.TransformKE || (t >= ike.TransformADDKE1 && t <= ike.TransformADDKE7)
 }
