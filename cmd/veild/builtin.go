@@ -14,6 +14,7 @@ import (
 	"github.com/veil-ipsec/veil/core/provider"
 	"github.com/veil-ipsec/veil/core/version"
 	"github.com/veil-ipsec/veil/plugins/auth/psk"
+	"github.com/veil-ipsec/veil/plugins/auth/x509"
 	"github.com/veil-ipsec/veil/plugins/dataplane/adapt"
 	"github.com/veil-ipsec/veil/plugins/dataplane/userspace"
 	"github.com/veil-ipsec/veil/plugins/dataplane/xfrm"
@@ -25,6 +26,7 @@ import (
 // process ("veild plugin KIND NAME"), supervised by the daemon.
 var builtinPlugins = pluginhost.Builtins{
 	"auth/psk":            func() any { return psk.New() },
+	"auth/x509":           func() any { return x509.New() },
 	"keystore/file":       func() any { return file.New() },
 	"dataplane/userspace": func() any { return adapt.Dataplane(closeAtExit(userspacePlugin())) },
 	"dataplane/xfrm":      func() any { return adapt.Dataplane(closeAtExit(xfrmPlugin())) },

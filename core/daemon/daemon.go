@@ -190,6 +190,17 @@ func (d *Daemon) reload() (string, error) {
 	if err := d.host.Configure(context.Background(), "auth", "psk", pskValue(cfg)); err != nil {
 		return err.Error(), err
 	}
+	if usesPubkey(cfg) && d.plugins.pubkey == nil {
+		return "certificate authentication was not in use at start; restart veild to add it", errors.New("x509 plugin not running")
+	}
+	if d.plugins.pubkey != nil {
+		if err := d.host.Configure(context.Background(), "auth", "x509", x509Value(cfg)); err != nil {
+			return err.Error(), err
+		}
+		if err := d.plugins.pubkey.setConnections(cfg); err != nil {
+			return err.Error(), err
+		}
+	}
 	d.eng.SetConnections(conns)
 	d.cfg = cfg
 	d.log.Info("configuration reloaded", "connections", len(cfg.Connections))

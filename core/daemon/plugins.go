@@ -22,6 +22,7 @@ type pluginSet struct {
 	dataplane *pluginhost.Dataplane
 	keystore  provider.KeyStore
 	auth      map[string]provider.Authenticator
+	pubkey    *pubkeyAuth // nil unless a connection uses certificates
 	started   []config.Plugin
 }
 
@@ -36,7 +37,11 @@ func startPlugins(ctx context.Context, host *pluginhost.Host, cfg *config.Config
 	if !hasKind(want, "dataplane") {
 		want = append(want, config.Plugin{Kind: "dataplane", Name: cfg.Dataplane()})
 	}
-	for _, p := range always {
+	needed := always
+	if usesPubkey(cfg) {
+		needed = append(needed[:len(needed):len(needed)], config.Plugin{Kind: "auth", Name: "x509"})
+	}
+	for _, p := range needed {
 		if !hasPlugin(want, p.Kind, p.Name) {
 			want = append(want, p)
 		}
@@ -57,8 +62,11 @@ func startPlugins(ctx context.Context, host *pluginhost.Host, cfg *config.Config
 	ks := refKeyStore{}
 	for _, p := range want {
 		v := values[p.Kind+"/"+p.Name].Value
-		if p.Kind == "auth" && p.Name == "psk" {
+		switch {
+		case p.Kind == "auth" && p.Name == "psk":
 			v = pskValue(cfg)
+		case p.Kind == "auth" && p.Name == "x509":
+			v = x509Value(cfg)
 		}
 		if err := host.Configure(ctx, p.Kind, p.Name, v); err != nil {
 			return nil, nil, fmt.Errorf("configuring plugin %s %q: %w", p.Kind, p.Name, err)
@@ -85,6 +93,13 @@ func startPlugins(ctx context.Context, host *pluginhost.Host, cfg *config.Config
 		}
 	}
 	ps.keystore = ks
+	if v, ok := ps.auth["x509"]; ok {
+		ps.pubkey = &pubkeyAuth{keys: ks, verify: v}
+		if err := ps.pubkey.setConnections(cfg); err != nil {
+			return nil, nil, err
+		}
+		ps.auth["pubkey"] = ps.pubkey
+	}
 	return ps, nil, nil
 }
 

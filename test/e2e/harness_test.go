@@ -122,6 +122,13 @@ func startDaemon(t *testing.T, ns *netns.NS, c peerConfig) *daemon {
 	t.Helper()
 	path := filepath.Join(c.Dir, "veil.hcl")
 	writeConfig(t, c, path)
+	return startDaemonPath(t, ns, c, path)
+}
+
+// startDaemonPath starts veild in ns with the configuration file at path;
+// c gives the control socket.
+func startDaemonPath(t *testing.T, ns *netns.NS, c peerConfig, path string) *daemon {
+	t.Helper()
 	d := &daemon{t: t, ns: ns, cfg: c, path: path, log: &bytes.Buffer{}, done: make(chan error, 1)}
 	d.cmd = ns.Command(context.Background(), veild, "--config", path)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
