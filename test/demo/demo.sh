@@ -6,12 +6,12 @@
 # TCP transfer through it, `veilctl sas` from both sides and tcpdump's proof
 # that only ESP crosses the link. Cleans up after itself and exits 0.
 #
-# Authentication is a pre-shared key: X.509 auth (issue 7) has not landed yet;
-# the demo switches to a throwaway CA and two certificates when it does.
+# The hosts authenticate with certificates from a throwaway CA (openssl);
+# their private keys stay in the file keystore plugin.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ "$(id -u)" = 0 ] || { echo "make demo needs root (network namespaces)" >&2; exit 1; }
-for c in ip tcpdump ping; do command -v $c >/dev/null || { echo "make demo needs $c (apt install iproute2 tcpdump iputils-ping)" >&2; exit 1; }; done
+for c in ip tcpdump ping openssl; do command -v $c >/dev/null || { echo "make demo needs $c (apt install iproute2 tcpdump iputils-ping)" >&2; exit 1; }; done
 
 VEILD=$PWD/bin/veild VEILCTL=$PWD/bin/veilctl
 A=veil-demo-a B=veil-demo-b
@@ -36,7 +36,17 @@ ip link add veil-demo0 netns $A type veth peer name veil-demo1 netns $B
 ip -n $A addr add 10.99.0.1/24 dev veil-demo0; ip -n $A link set veil-demo0 up; ip -n $A link set lo up
 ip -n $B addr add 10.99.0.2/24 dev veil-demo1; ip -n $B link set veil-demo1 up; ip -n $B link set lo up
 
-head -c 32 /dev/urandom | base64 > "$WORK/psk"; chmod 600 "$WORK/psk"
+step "a throwaway CA and a certificate for each host"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+  -keyout "$WORK/ca.key" -out "$WORK/ca.pem" -subj "/CN=veil demo CA" 2>/dev/null
+for h in a b; do
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$WORK/$h.key" -out "$WORK/$h.csr" \
+    -subj "/CN=$h.demo.example" -addext "subjectAltName=DNS:$h.demo.example" 2>/dev/null
+  openssl x509 -req -in "$WORK/$h.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" -CAcreateserial \
+    -days 1 -copy_extensions copy -out "$WORK/$h.pem" 2>/dev/null
+  chmod 600 "$WORK/$h.key"
+  openssl x509 -in "$WORK/$h.pem" -noout -subject -ext subjectAltName | tr '\n' ' '; echo
+done
 conf() { # side local remote lid rid start
   mkdir -p "$WORK/$1"
   cat > "$WORK/$1/veil.hcl" <<HCL
@@ -50,14 +60,16 @@ connection "demo" {
   remote_addrs  = ["$3"]
   ike_proposals = ["aes256gcm16-prfsha384-x25519-ke1_mlkem768"]
   local  {
-    auth = "psk"
-    id   = "$4"
-    psk  = "file:$WORK/psk"
+    auth        = "pubkey"
+    id          = "$4"
+    certificate = "$WORK/$1.pem"
+    key         = "file:$WORK/$1.key"
   }
   remote {
-    auth = "psk"
-    id   = "$5"
-    psk  = "file:$WORK/psk"
+    auth       = "pubkey"
+    id         = "$5"
+    cacerts    = ["$WORK/ca.pem"]
+    revocation = "off"
   }
   child "hosts" {
     mode          = "transport"
