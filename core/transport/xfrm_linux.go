@@ -18,11 +18,10 @@ func kernelIPsec(c *net.UDPConn, natt bool) error {
 	}
 	var serr error
 	err = raw.Control(func(fd uintptr) {
-		serr = bypassSocket(int(fd))
-		if serr == nil && natt {
-			if err := unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_ENCAP, unix.UDP_ENCAP_ESPINUDP); err != nil {
-				serr = fmt.Errorf("setsockopt UDP_ENCAP_ESPINUDP: %w", err)
-			}
+		if natt {
+			serr = EnableESPInUDP(int(fd))
+		} else {
+			serr = BypassIPsecPolicies(int(fd))
 		}
 	})
 	if err != nil {
@@ -31,7 +30,20 @@ func kernelIPsec(c *net.UDPConn, natt bool) error {
 	return serr
 }
 
-func bypassSocket(fd int) error {
+// EnableESPInUDP turns a UDP socket into an RFC 3948 encapsulation socket
+// (the kernel takes ESP-in-UDP off it, only IKE reaches the reader) and
+// exempts it from IPsec policies: the kernel checks inbound policy before it
+// decapsulates, so a host-to-host policy would drop the encapsulated ESP.
+func EnableESPInUDP(fd int) error {
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_UDP, unix.UDP_ENCAP, unix.UDP_ENCAP_ESPINUDP); err != nil {
+		return fmt.Errorf("setsockopt UDP_ENCAP_ESPINUDP: %w", err)
+	}
+	return BypassIPsecPolicies(fd)
+}
+
+// BypassIPsecPolicies installs per-socket "allow" policies in both
+// directions so IKE on fd is never subject to the SAs it negotiates.
+func BypassIPsecPolicies(fd int) error {
 	domain, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
 	if err != nil {
 		return fmt.Errorf("socket family: %w", err)

@@ -26,6 +26,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/veil-ipsec/veil/core/provider"
+	"github.com/veil-ipsec/veil/core/transport"
 )
 
 // DefaultReqIDBase is the start of veil's reqid band.
@@ -417,42 +418,13 @@ func (d *Dataplane) Counters(ctx context.Context, keys []provider.SAKey) ([]prov
 	return out, nil
 }
 
-// EnableESPInUDP turns a UDP socket (the engine's port-4500 socket) into an
-// RFC 3948 encapsulation socket: the kernel takes ESP-in-UDP packets off it
-// and hands only IKE (non-ESP marker) to the reader. It also exempts the
-// socket from IPsec policies (BypassSocket): the kernel checks inbound policy
-// before decapsulating, so a host-to-host policy would otherwise drop the
-// UDP-encapsulated ESP itself.
-func EnableESPInUDP(fd int) error {
-	if err := unix.SetsockoptInt(fd, unix.IPPROTO_UDP, unix.UDP_ENCAP, unix.UDP_ENCAP_ESPINUDP); err != nil {
-		return fmt.Errorf("xfrm: setsockopt UDP_ENCAP_ESPINUDP: %w", err)
-	}
-	return BypassSocket(fd)
-}
+// EnableESPInUDP and BypassSocket prepare IKE sockets for this dataplane;
+// they live with veild's sockets in core/transport (UDPConfig.KernelIPsec)
+// and are here for programs that bring their own sockets.
+func EnableESPInUDP(fd int) error { return transport.EnableESPInUDP(fd) }
 
-// BypassSocket installs per-socket "allow" policies in both directions so
-// IKE traffic on fd is never subject to the SAs it negotiates (what every
-// IKE daemon does to its sockets; use it on the port-500 socket too).
-func BypassSocket(fd int) error {
-	domain, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
-	if err != nil {
-		return fmt.Errorf("xfrm: socket family: %w", err)
-	}
-	level, opt := unix.IPPROTO_IP, unix.IP_XFRM_POLICY
-	if domain == unix.AF_INET6 {
-		level, opt = unix.IPPROTO_IPV6, unix.IPV6_XFRM_POLICY
-	}
-	for _, dir := range []uint8{0, 1} { // XFRM_POLICY_IN, XFRM_POLICY_OUT
-		p := nl.XfrmUserpolicyInfo{Dir: dir, Action: 0} // XFRM_POLICY_ALLOW
-		p.Sel.Family = uint16(domain)
-		p.Lft = nl.XfrmLifetimeCfg{SoftByteLimit: nl.XFRM_INF, HardByteLimit: nl.XFRM_INF,
-			SoftPacketLimit: nl.XFRM_INF, HardPacketLimit: nl.XFRM_INF}
-		if err := unix.SetsockoptString(fd, level, opt, string(p.Serialize())); err != nil {
-			return fmt.Errorf("xfrm: socket bypass policy: %w", err)
-		}
-	}
-	return nil
-}
+// BypassSocket: see EnableESPInUDP.
+func BypassSocket(fd int) error { return transport.BypassIPsecPolicies(fd) }
 
 // inNetNS runs fn on a thread switched into ns (no switch for None).
 func inNetNS(ns netns.NsHandle, fn func() error) error {
