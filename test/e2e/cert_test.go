@@ -76,6 +76,27 @@ func (ca *testCA) issue(t *testing.T, dir, name, dnsName, kind string) (certPath
 	return certPath, keyPath
 }
 
+// revoke writes a CRL (PEM) from ca that revokes the certificate in certPath.
+func (ca *testCA) revoke(t *testing.T, dir, certPath string) string {
+	t.Helper()
+	b, _ := os.ReadFile(certPath)
+	blk, _ := pem.Decode(b)
+	cert, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+		Number: big.NewInt(1), ThisUpdate: time.Now().Add(-time.Minute), NextUpdate: time.Now().Add(time.Hour),
+		RevokedCertificateEntries: []x509.RevocationListEntry{{SerialNumber: cert.SerialNumber, RevocationTime: time.Now().Add(-time.Minute)}},
+	}, ca.cert, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "ca.crl")
+	os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}), 0o644)
+	return path
+}
+
 func certConfig(sock, local, remote, lid, rid, cert, key, ca, start string) string {
 	return fmt.Sprintf(`
 daemon {
@@ -126,6 +147,32 @@ func TestCertificateAuth(t *testing.T) {
 			ping(t, p.a, p.bAddr)
 		})
 	}
+	t.Run("revoked by CRL", func(t *testing.T) {
+		p := newDirectPair(t)
+		dir := t.TempDir()
+		ca := newTestCA(t, dir)
+		ac, ak := ca.issue(t, dir, "a", "a.test", "ecdsa-p256")
+		bc, bk := ca.issue(t, dir, "b", "b.test", "ecdsa-p256")
+		crl := ca.revoke(t, dir, bc)
+		p.db = startDaemonConfig(t, p.b, p.cb.Socket, certConfig(p.cb.Socket, p.bAddr, p.aAddr, "b.test", "a.test", bc, bk, ca.path, "none"))
+		// a requires revocation status and has a CRL that revokes b.
+		aCfg := certConfig(p.ca.Socket, p.aAddr, p.bAddr, "a.test", "b.test", ac, ak, ca.path, "start") + fmt.Sprintf(`
+plugin "auth" "x509" {
+  config {
+    cacerts    = [%q]
+    revocation = "require"
+    crls       = [%q]
+  }
+}
+`, ca.path, crl)
+		p.da = startDaemonConfig(t, p.a, p.ca.Socket, aCfg)
+		netns.WaitFor(t, "a refuses b's revoked certificate", 30*time.Second, func() bool {
+			return strings.Contains(p.da.ctl("status", "lab"), "revoked")
+		})
+		if len(p.da.sas().IKESAs) != 0 {
+			t.Error("an IKE SA with a revoked peer exists")
+		}
+	})
 	t.Run("wrong identity", func(t *testing.T) {
 		p := newDirectPair(t)
 		dir := t.TempDir()
