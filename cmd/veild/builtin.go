@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 
 	"github.com/hashicorp/hcl/v2"
@@ -57,7 +58,7 @@ func userspacePlugin() adapt.LazyImpl {
 		{Name: "tun_name", Type: "string", Description: `TUN device name ("veil0")`},
 		{Name: "path_mtu", Type: "number", Description: "MTU of the path ESP packets take (1500)"},
 		{Name: "clamp_mss", Type: "bool", Description: "rewrite the MSS of TCP SYNs to fit the SA"},
-		{Name: "udp_port", Type: "number", Description: "UDP port for encapsulated ESP (-1: off, the default while veild's IKE socket holds 4500)"},
+		{Name: "udp_port", Type: "number", Description: "a UDP port of its own for encapsulated ESP (-1: none); by default it shares veild's NAT-T port 4500 through a raw socket"},
 		{Name: "offload", Type: "bool", Description: "TUN TSO/GRO and UDP GSO/GRO (faster; off by default)"},
 	}}
 	return adapt.Lazy(base.Info{Name: "userspace", Kind: base.KindDataplane, Version: version.Version}, schema,
@@ -84,13 +85,26 @@ func userspacePlugin() adapt.LazyImpl {
 			if c.ClampMSS != nil {
 				opts.ClampMSS = *c.ClampMSS
 			}
-			if c.UDPPort != nil {
-				opts.UDPPort = *c.UDPPort
-			}
 			if c.Offload != nil {
 				opts.Offload = *c.Offload
 			}
-			return userspace.New(opts)
+			if c.UDPPort != nil {
+				opts.UDPPort = *c.UDPPort
+				return userspace.New(opts)
+			}
+			// By default ESP-in-UDP shares veild's NAT-T port through a raw
+			// socket: veild's IKE socket owns 4500 in another process.
+			encap, err := userspace.ListenRawUDP(4500, userspaceFwMark)
+			if err != nil {
+				return nil, fmt.Errorf("ESP-in-UDP on port 4500: %w", err)
+			}
+			opts.UDPConns = []net.PacketConn{encap}
+			dp, err := userspace.New(opts)
+			if err != nil {
+				encap.Close()
+				return nil, err
+			}
+			return &closeBoth{Dataplane: dp, raw: encap}, nil
 		})
 }
 
@@ -124,4 +138,20 @@ func countErrors(diags hcl.Diagnostics) int {
 		}
 	}
 	return n
+}
+
+// userspaceFwMark is the userspace dataplane's default FwMark: the packets
+// of its sockets bypass its own steering rules.
+const userspaceFwMark = 0x7e110000
+
+// closeBoth closes the dataplane, then the raw socket it was lent.
+type closeBoth struct {
+	*userspace.Dataplane
+	raw *userspace.RawUDP
+}
+
+func (c *closeBoth) Close() error {
+	err := c.Dataplane.Close()
+	c.raw.Close()
+	return err
 }

@@ -343,9 +343,10 @@ func (sa *SA) installChild(c *ChildSA, shared []byte) error {
 		encap = &provider.UDPEncap{SrcPort: sa.Local.Port(), DstPort: sa.Remote.Port()}
 	}
 	soft, hard := childLifetimes(c.Config)
+	remoteTS := sa.dataplaneRemoteTS(c)
 	mk := func(inbound bool) *provider.ChildSA {
 		x := &provider.ChildSA{ReqID: c.ReqID, Inbound: inbound, Mode: c.Mode, Encryption: enc, Integrity: integ,
-			ESN: c.Suite.ESN, ReplayWindow: c.Config.ReplayWindow, LocalTS: c.LocalTS, RemoteTS: c.RemoteTS, Soft: soft, Hard: hard}
+			ESN: c.Suite.ESN, ReplayWindow: c.Config.ReplayWindow, LocalTS: c.LocalTS, RemoteTS: remoteTS, Soft: soft, Hard: hard}
 		if inbound {
 			x.SPI, x.Src, x.Dst = c.SPIIn, sa.Remote.Addr(), sa.Local.Addr()
 			x.EncKey, x.IntegKey = slices.Clone(encIn), slices.Clone(integIn)
@@ -380,7 +381,7 @@ func (sa *SA) installChild(c *ChildSA, shared []byte) error {
 		return nil // the old SA's policies (same ReqID) pass to this one when it goes
 	}
 	for _, l := range c.LocalTS {
-		for _, r := range c.RemoteTS {
+		for _, r := range remoteTS {
 			dirs := []provider.Direction{provider.Out, provider.In}
 			if c.Mode == provider.Tunnel {
 				dirs = append(dirs, provider.Fwd)
@@ -506,4 +507,25 @@ func withoutKEWire(ps []ike.Proposal) []ike.Proposal {
 
 func isKE(t ike.TransformType) bool {
 	return t == ike.TransformKE || (t >= ike.TransformADDKE1 && t <= ike.TransformADDKE7)
+}
+
+// dataplaneRemoteTS is the remote side of c's selectors as the dataplane
+// must see them. In transport mode behind a NAT the peer negotiates its
+// private address, but its packets arrive from (and replies go to) the NAT's
+// public address, the IKE peer address: that address replaces the private
+// one in what is installed (as strongSwan does; RFC 3948 §3.1.2 leaves the
+// inner addresses to the implementation).
+func (sa *SA) dataplaneRemoteTS(c *ChildSA) []provider.TrafficSelector {
+	if c.Mode != provider.Transport || !sa.natRemote {
+		return c.RemoteTS
+	}
+	peer := sa.Remote.Addr()
+	out := make([]provider.TrafficSelector, len(c.RemoteTS))
+	for i, t := range c.RemoteTS {
+		if t.Start == t.End && t.Start != peer && t.Start.Is4() == peer.Is4() {
+			t.Start, t.End = peer, peer
+		}
+		out[i] = t
+	}
+	return out
 }

@@ -117,7 +117,7 @@ func TestNATTraversal(t *testing.T) {
 	}
 	a, r, b := netns.New(t, "a"), netns.New(t, "nat"), netns.New(t, "b")
 	netns.Link(t, a, []string{"192.168.77.2/24"}, r, []string{"192.168.77.1/24"})
-	_, rOut := netns.Link(t, b, []string{"10.71.0.2/24"}, r, []string{"10.71.0.1/24"})
+	bIf, rOut := netns.Link(t, b, []string{"10.71.0.2/24"}, r, []string{"10.71.0.1/24"})
 	a.Run("ip", "route", "add", "default", "via", "192.168.77.1")
 	r.Run("sysctl", "-qw", "net.ipv4.ip_forward=1")
 	r.Run("nft", "add table ip nat; add chain ip nat post { type nat hook postrouting priority 100 ; }; add rule ip nat post oifname "+rOut+" masquerade")
@@ -135,6 +135,11 @@ func TestNATTraversal(t *testing.T) {
 	}
 	if s := p.da.sas().IKESAs[0]; s.Remote != "10.71.0.2:4500" {
 		t.Errorf("initiator talks to %s, want 10.71.0.2:4500 after NAT detection", s.Remote)
+	}
+	// Traffic crosses the NAT as ESP in UDP (RFC 3948), never in clear.
+	esp, clear := captureDuring(t, b, bIf, func() { ping(t, a, "10.71.0.2") })
+	if esp == 0 || clear != 0 {
+		t.Errorf("behind the NAT during ping: %d ESP-in-UDP packets, %d cleartext ICMP", esp, clear)
 	}
 	// Rekeys cross the NAT too (child, then IKE SA from the responder).
 	ai, _, aIn, _ := firstIKE(t, p.da)
