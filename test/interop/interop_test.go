@@ -14,7 +14,6 @@ package interop
 import (
 	"fmt"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -380,33 +379,6 @@ func TestFailuresWithCharon(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// strongSwan version as major, minor from `swanctl --version`.
-var versionRE = regexp.MustCompile(`strongSwan (\d+)\.(\d+)`)
-
-// Hybrid post-quantum key exchange (RFC 9370 IKE_INTERMEDIATE with
-// ML-KEM-768 after X25519), which strongSwan supports from 6.0.
-func TestHybridMLKEMWithCharon(t *testing.T) {
-	requireStrongSwan(t)
-	l0 := &charon{t: t}
-	out, _ := l0.swanctlErr("--version")
-	m := versionRE.FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("cannot read the strongSwan version from swanctl --version: %s", out)
-	}
-	major, _ := strconv.Atoi(m[1])
-	if major < 6 {
-		t.Skipf("installed strongSwan %s.%s has no ML-KEM (added in 6.0)", m[1], m[2])
-	}
-	for _, veilStarts := range []bool{true, false} {
-		l := newLab(t, setup{Mode: "tunnel", IKEProposal: "aes256gcm16-prfsha384-x25519-ke1_mlkem768", ESPProposal: "aes256gcm16", VeilStarts: veilStarts})
-		if !veilStarts {
-			l.charonInitiate()
-		}
-		l.waitPaired("hybrid ML-KEM IKE SA", nil)
-		l.ping()
 	}
 }
 
