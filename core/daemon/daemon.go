@@ -138,6 +138,7 @@ func (d *Daemon) run(ctx context.Context) error {
 				d.log.Error("reload refused; the running configuration stays", "err", msg)
 			}
 		case err := <-engDone:
+			engDone <- err // for the deferred wait
 			return fmt.Errorf("engine stopped: %w", err)
 		case <-ctx.Done():
 			sdNotify("STOPPING=1")
