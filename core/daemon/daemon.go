@@ -184,23 +184,28 @@ func (d *Daemon) reload() (string, error) {
 	if why := pluginsChanged(d.cfg, cfg); why != "" {
 		return why + "; restart veild to change plugins", errors.New(why)
 	}
+	// Check everything before changing anything.
 	conns, err := d.engineConnections(cfg)
 	if err != nil {
-		return err.Error(), err
-	}
-	if err := d.host.Configure(context.Background(), "auth", "psk", pskValue(cfg)); err != nil {
 		return err.Error(), err
 	}
 	if usesPubkey(cfg) && d.plugins.pubkey == nil {
 		return "certificate authentication was not in use at start; restart veild to add it", errors.New("x509 plugin not running")
 	}
+	local, err := readLocalCredentials(cfg)
+	if err != nil {
+		return err.Error(), err
+	}
+	// A plugin may still refuse its new configuration (a missing key file):
+	// then nothing after it is applied and the message says which.
+	if err := d.host.Configure(context.Background(), "auth", "psk", pskValue(cfg)); err != nil {
+		return err.Error(), err
+	}
 	if d.plugins.pubkey != nil {
 		if err := d.host.Configure(context.Background(), "auth", "x509", x509Value(cfg)); err != nil {
 			return err.Error(), err
 		}
-		if err := d.plugins.pubkey.setConnections(cfg); err != nil {
-			return err.Error(), err
-		}
+		d.plugins.pubkey.use(local)
 	}
 	d.eng.SetConnections(conns)
 	d.cfg = cfg

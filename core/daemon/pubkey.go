@@ -33,6 +33,23 @@ type localCredential struct {
 // setConnections records each pubkey connection's key reference and reads
 // its certificate chain.
 func (p *pubkeyAuth) setConnections(cfg *config.Config) error {
+	local, err := readLocalCredentials(cfg)
+	if err != nil {
+		return err
+	}
+	p.use(local)
+	return nil
+}
+
+func (p *pubkeyAuth) use(local map[string]localCredential) {
+	p.mu.Lock()
+	p.local = local
+	p.mu.Unlock()
+}
+
+// readLocalCredentials reads the certificate chain of every connection
+// that authenticates itself with a certificate.
+func readLocalCredentials(cfg *config.Config) (map[string]localCredential, error) {
 	local := map[string]localCredential{}
 	for _, c := range cfg.Connections {
 		if c.Local.Auth != "pubkey" {
@@ -40,7 +57,7 @@ func (p *pubkeyAuth) setConnections(cfg *config.Config) error {
 		}
 		certs, err := x509.ReadCertificates(c.Local.Certificate)
 		if err != nil {
-			return fmt.Errorf("connection %q: certificate %s: %w", c.Name, c.Local.Certificate, err)
+			return nil, fmt.Errorf("connection %q: certificate %s: %w", c.Name, c.Local.Certificate, err)
 		}
 		lc := localCredential{keyRef: c.Local.Key}
 		for _, crt := range certs {
@@ -48,10 +65,7 @@ func (p *pubkeyAuth) setConnections(cfg *config.Config) error {
 		}
 		local[c.Name] = lc
 	}
-	p.mu.Lock()
-	p.local = local
-	p.mu.Unlock()
-	return nil
+	return local, nil
 }
 
 func (p *pubkeyAuth) Make(ctx context.Context, req *provider.AuthRequest) (*provider.AuthResult, error) {
