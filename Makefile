@@ -43,14 +43,17 @@ fuzz:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./core/...
 
-# Regenerates sdk/proto/*.pb.go with pinned generators (protoc from Debian's
-# protobuf-compiler).
+# Regenerates sdk/proto/*.pb.go and the control API's code with pinned
+# generators (protoc from Debian's protobuf-compiler).
 proto:
 	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 	$(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1
 	PATH="$$($(GO) env GOPATH)/bin:$$PATH" protoc -I sdk/proto \
 	  --go_out=sdk/proto --go_opt=paths=source_relative \
 	  --go-grpc_out=sdk/proto --go-grpc_opt=paths=source_relative sdk/proto/*.proto
+	PATH="$$($(GO) env GOPATH)/bin:$$PATH" protoc -I core/control/controlpb \
+	  --go_out=core/control/controlpb --go_opt=paths=source_relative \
+	  --go-grpc_out=core/control/controlpb --go-grpc_opt=paths=source_relative core/control/controlpb/control.proto
 
 clean:
 	rm -rf $(BIN)
