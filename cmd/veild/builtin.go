@@ -94,7 +94,7 @@ func userspacePlugin() adapt.LazyImpl {
 			}
 			// By default ESP-in-UDP shares veild's NAT-T port through a raw
 			// socket: veild's IKE socket owns 4500 in another process.
-			encap, err := userspace.ListenRawUDP(4500, userspaceFwMark)
+			encap, err := userspace.ListenRawUDP(4500, userspace.DefaultFwMark)
 			if err != nil {
 				return nil, fmt.Errorf("ESP-in-UDP on port 4500: %w", err)
 			}
@@ -139,10 +139,6 @@ func countErrors(diags hcl.Diagnostics) int {
 	}
 	return n
 }
-
-// userspaceFwMark is the userspace dataplane's default FwMark: the packets
-// of its sockets bypass its own steering rules.
-const userspaceFwMark = 0x7e110000
 
 // closeBoth closes the dataplane, then the raw socket it was lent.
 type closeBoth struct {

@@ -57,7 +57,7 @@ func orDefault(ps []transform.Proposal, defaults func() []transform.Proposal) []
 }
 
 // engineConnection turns a validated config connection into the engine's.
-func engineConnection(c *config.Connection, natPort uint16) (ikesa.Connection, error) {
+func engineConnection(c *config.Connection) (ikesa.Connection, error) {
 	ec := ikesa.Connection{
 		Name: c.Name, LocalAddrs: c.LocalAddrs, RemoteAddrs: c.RemoteAddrs,
 		LocalPort: c.LocalPort, RemotePort: c.RemotePort,

@@ -157,7 +157,7 @@ func (d *Daemon) run(ctx context.Context) error {
 func (d *Daemon) engineConnections(cfg *config.Config) ([]ikesa.Connection, error) {
 	out := make([]ikesa.Connection, 0, len(cfg.Connections))
 	for i := range cfg.Connections {
-		c, err := engineConnection(&cfg.Connections[i], cfg.Daemon.NATTPort)
+		c, err := engineConnection(&cfg.Connections[i])
 		if err != nil {
 			return nil, err
 		}

@@ -7,6 +7,7 @@ import (
 	"github.com/veil-ipsec/veil/core/engine"
 	"github.com/veil-ipsec/veil/core/ikesa"
 	"github.com/veil-ipsec/veil/core/transport"
+	"github.com/veil-ipsec/veil/plugins/dataplane/userspace"
 )
 
 // newEngine opens the IKE sockets and builds the engine over the plugins.
@@ -38,10 +39,7 @@ func (d *Daemon) newEngine(ctx context.Context, cfg *config.Config, ps *pluginSe
 // TUN device; see plugins/dataplane/userspace).
 func ikeSocketMark(cfg *config.Config) uint32 {
 	if cfg.Dataplane() == "userspace" {
-		return userspaceFwMark
+		return userspace.DefaultFwMark
 	}
 	return 0
 }
-
-// userspaceFwMark is the userspace dataplane's default FwMark option.
-const userspaceFwMark = 0x7e110000

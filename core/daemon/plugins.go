@@ -18,12 +18,10 @@ import (
 // names, plus the bundled ones every daemon runs (the file keystore and the
 // PSK authenticator).
 type pluginSet struct {
-	host      *pluginhost.Host
 	dataplane *pluginhost.Dataplane
 	keystore  provider.KeyStore
 	auth      map[string]provider.Authenticator
 	pubkey    *pubkeyAuth // nil unless a connection uses certificates
-	started   []config.Plugin
 }
 
 // always are the bundled plugins started even without a plugin block.
@@ -32,7 +30,7 @@ var always = []config.Plugin{{Kind: "keystore", Name: "file"}, {Kind: "auth", Na
 // startPlugins launches every plugin, decodes each plugin's config with the
 // schema it supplies (errors name file:line:col) and configures it.
 func startPlugins(ctx context.Context, host *pluginhost.Host, cfg *config.Config) (*pluginSet, hcl.Diagnostics, error) {
-	ps := &pluginSet{host: host, auth: map[string]provider.Authenticator{}}
+	ps := &pluginSet{auth: map[string]provider.Authenticator{}}
 	want := append([]config.Plugin(nil), cfg.Plugins...)
 	if !hasKind(want, "dataplane") {
 		want = append(want, config.Plugin{Kind: "dataplane", Name: cfg.Dataplane()})
@@ -51,7 +49,6 @@ func startPlugins(ctx context.Context, host *pluginhost.Host, cfg *config.Config
 			return nil, nil, fmt.Errorf("plugin %s %q: %w", p.Kind, p.Name, err)
 		}
 	}
-	ps.started = want
 	if diags := cfg.DecodePluginConfigs(host.Schema); diags.HasErrors() {
 		return nil, diags, fmt.Errorf("plugin configuration has errors")
 	}

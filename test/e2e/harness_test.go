@@ -59,6 +59,9 @@ type peerConfig struct {
 	ExtraConns  string // more connection blocks
 	Metrics     string // metrics_listen, if set
 	Daemon      string // more daemon attributes
+	// KernelDataplane leaves the dataplane to the default, xfrm (needs a
+	// kernel with ESP: the kernel lab).
+	KernelDataplane bool
 }
 
 var configTemplate = template.Must(template.New("cfg").Parse(`
@@ -69,7 +72,7 @@ daemon {
   {{if .Metrics}}metrics_listen = "{{.Metrics}}"{{end}}
   {{.Daemon}}
 }
-plugin "dataplane" "userspace" {}
+{{if not .KernelDataplane}}plugin "dataplane" "userspace" {}{{end}}
 connection "lab" {
   local_addrs   = ["{{.Local}}"]
   remote_addrs  = ["{{.Remote}}"]

@@ -23,11 +23,9 @@ func TestXFRMVeilToVeilInKernelLab(t *testing.T) {
 	} {
 		c := peerConfig{Dir: dir, Socket: "/run/veil-" + side.name + ".sock", Listen: side.local,
 			Local: side.local, Remote: side.remote, LocalID: side.lid, RemoteID: side.rid, PSKFile: psk,
-			StartAction: side.start, IKEProposal: "aes256gcm16-prfsha384-x25519-ke1_mlkem768"}
+			StartAction: side.start, IKEProposal: "aes256gcm16-prfsha384-x25519-ke1_mlkem768",
+			KernelDataplane: true} // the lab's kernel has ESP: the default dataplane, xfrm
 		writeConfig(t, c, filepath.Join(dir, side.name+".hcl"))
-		// The lab's kernel has ESP: use the default dataplane, xfrm.
-		b, _ := os.ReadFile(filepath.Join(dir, side.name+".hcl"))
-		os.WriteFile(filepath.Join(dir, side.name+".hcl"), []byte(strings.Replace(string(b), `plugin "dataplane" "userspace" {}`, "", 1)), 0o600)
 	}
 	script := filepath.Join(dir, "veil-xfrm.sh")
 	os.WriteFile(script, []byte(`#!/bin/bash

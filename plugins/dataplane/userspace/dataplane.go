@@ -27,6 +27,11 @@ import (
 	"github.com/veil-ipsec/veil/plugins/dataplane/userspace/tun"
 )
 
+// DefaultFwMark is the SO_MARK of the dataplane's own sockets: packets that
+// carry it bypass the steering rules. The IKE daemon's sockets must carry it
+// too, or IKE would be steered into the TUN device.
+const DefaultFwMark = 0x7e110000
+
 // Options configure a Dataplane. Zero values take the defaults shown.
 type Options struct {
 	TUNName string // "veil0"
@@ -84,7 +89,7 @@ func (o *Options) defaults() {
 		o.RulePriority = 10000
 	}
 	if o.FwMark == 0 {
-		o.FwMark = 0x7e110000
+		o.FwMark = DefaultFwMark
 	}
 	if o.Queues == 0 {
 		o.Queues = min(runtime.GOMAXPROCS(0), 8)
