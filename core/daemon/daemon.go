@@ -94,6 +94,11 @@ func (d *Daemon) run(ctx context.Context) error {
 		return err
 	}
 	d.eng = eng
+	ps.dataplane.OnRestart(func(context.Context) {
+		if n := eng.RekeyAllChildren(); n > 0 {
+			d.log.Info("rekeying Child SAs after the dataplane plugin restarted", "children", n)
+		}
+	})
 	engCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
 	engDone := make(chan error, 1)
 	go func() { engDone <- eng.Run(engCtx) }()

@@ -36,9 +36,15 @@ func TestDataplaneCrashKeepsSAs(t *testing.T) {
 	if i, _, in, _ := firstIKE(t, p.da); i != spiI {
 		t.Fatalf("IKE SA replaced after a plugin crash: %s -> %s (child %s -> %s)", spiI, i, in0, in)
 	}
-	// ...and traffic resumes once the host has re-installed them.
-	netns.WaitFor(t, "traffic after the restart", 30*time.Second, func() bool {
-		_, err := p.a.Output("ping", "-c", "1", "-W", "1", p.bAddr)
-		return err == nil
+	// ...the child is rekeyed, because the new plugin process starts its
+	// sequence numbers and replay windows from zero...
+	netns.WaitFor(t, "child rekeyed after the restart", 30*time.Second, func() bool {
+		l := p.da.sas()
+		return len(l.IKESAs) == 1 && len(l.IKESAs[0].Children) == 1 && l.IKESAs[0].Children[0].SPIIn != in0
 	})
+	// ...and traffic flows without loss on the new SAs.
+	res, err := p.a.Output("ping", "-c", "10", "-i", "0.2", "-W", "1", p.bAddr)
+	if err != nil || !strings.Contains(res, " 0% packet loss") {
+		t.Fatalf("ping after the restart: %v\n%s", err, res)
+	}
 }
