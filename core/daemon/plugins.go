@@ -39,6 +39,9 @@ func startPlugins(ctx context.Context, host *pluginhost.Host, cfg *config.Config
 	if usesPubkey(cfg) {
 		needed = append(needed[:len(needed):len(needed)], config.Plugin{Kind: "auth", Name: "x509"})
 	}
+	if usesEAP(cfg) {
+		needed = append(needed[:len(needed):len(needed)], config.Plugin{Kind: "auth", Name: "eap"})
+	}
 	for _, p := range needed {
 		if !hasPlugin(want, p.Kind, p.Name) {
 			want = append(want, p)
@@ -64,6 +67,8 @@ func startPlugins(ctx context.Context, host *pluginhost.Host, cfg *config.Config
 			v = pskValue(cfg)
 		case p.Kind == "auth" && p.Name == "x509":
 			v = x509Value(cfg)
+		case p.Kind == "auth" && p.Name == "eap":
+			v = eapValue(cfg)
 		}
 		if err := host.Configure(ctx, p.Kind, p.Name, v); err != nil {
 			return nil, nil, fmt.Errorf("configuring plugin %s %q: %w", p.Kind, p.Name, err)
@@ -90,6 +95,11 @@ func startPlugins(ctx context.Context, host *pluginhost.Host, cfg *config.Config
 		}
 	}
 	ps.keystore = ks
+	if v, ok := ps.auth["eap"]; ok {
+		for _, m := range eapMethods {
+			ps.auth[m] = v
+		}
+	}
 	if v, ok := ps.auth["x509"]; ok {
 		ps.pubkey = &pubkeyAuth{keys: ks, verify: v}
 		if err := ps.pubkey.setConnections(cfg); err != nil {
