@@ -123,6 +123,14 @@ type Connection struct {
 	Fragmentation   bool
 	Encap           bool
 	SendCert        string // "always", "ifasked", "never"
+	// VIPs asks the peer for virtual IPs through a configuration payload
+	// (remote access client): 0.0.0.0 and :: mean "any address you give".
+	VIPs []netip.Addr
+	// Post-quantum preshared key (RFC 8784): its identity, a key reference,
+	// and whether the SA must fail without it.
+	PPKID       string
+	PPK         string
+	PPKRequired bool
 	KeyingTries     int    // 0: forever
 	Local           Auth
 	Remote          Auth
@@ -165,6 +173,7 @@ type Child struct {
 	Mark         uint32
 	IfID         uint32
 	Pools        []netip.Prefix
+	DNS          []netip.Addr // handed to clients with a pool address
 	Range        hcl.Range
 }
 

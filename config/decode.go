@@ -178,7 +178,7 @@ var (
 			{Name: "rekey_time"}, {Name: "rand_time"}, {Name: "over_time"}, {Name: "life_time"},
 			{Name: "reauth_time"}, {Name: "dpd_delay"}, {Name: "dpd_timeout"}, {Name: "dpd_action"},
 			{Name: "mobike"}, {Name: "fragmentation"}, {Name: "encap"}, {Name: "send_cert"},
-			{Name: "keyingtries"},
+			{Name: "keyingtries"}, {Name: "vips"}, {Name: "ppk_id"}, {Name: "ppk"}, {Name: "ppk_required"},
 		},
 		Blocks: []hcl.BlockHeaderSchema{
 			{Type: "local"}, {Type: "remote"}, {Type: "child", LabelNames: []string{"name"}},
@@ -193,7 +193,7 @@ var (
 		{Name: "start_action"}, {Name: "close_action"}, {Name: "rekey_time"}, {Name: "rand_time"},
 		{Name: "life_time"}, {Name: "rekey_bytes"}, {Name: "life_bytes"}, {Name: "rekey_packets"},
 		{Name: "life_packets"}, {Name: "replay_window"}, {Name: "dpd_action"}, {Name: "offload"},
-		{Name: "mark"}, {Name: "if_id"}, {Name: "pools"},
+		{Name: "mark"}, {Name: "if_id"}, {Name: "pools"}, {Name: "dns"},
 	}}
 )
 
@@ -468,6 +468,23 @@ func (d *decoder) connection(b *hcl.Block, dm *Daemon, keystores map[string]bool
 	conn.Encap = a.boolean("encap", false)
 	conn.SendCert = a.oneOf("send_cert", "ifasked", "always", "ifasked", "never")
 	conn.KeyingTries = int(a.integer("keyingtries", DefaultKeyingTries, 0, 1<<20))
+	conn.VIPs = a.addrs("vips", true)
+	conn.PPKID = a.str("ppk_id", "")
+	if a.has("ppk") {
+		conn.PPK = a.str("ppk", "")
+		checkRef(a, "ppk", listItem{conn.PPK, a.rng("ppk")}, keystores)
+	}
+	conn.PPKRequired = a.boolean("ppk_required", false)
+	if (conn.PPKID == "") != (conn.PPK == "") {
+		name := "ppk_id"
+		if conn.PPK == "" {
+			name = "ppk"
+		}
+		a.errorf(a.rng(firstSet(a, "ppk_id", "ppk")), "Incomplete PPK", "A post-quantum preshared key needs both ppk_id (its identity, as the peer knows it) and ppk (a reference to the key); %s is missing.", name)
+	}
+	if conn.PPKRequired && conn.PPK == "" {
+		a.errorf(a.rng("ppk_required"), "ppk_required without a PPK", "Set ppk_id and ppk, or remove ppk_required.")
+	}
 
 	var local, remote *hcl.Block
 	seenChild := map[string]hcl.Range{}
@@ -728,6 +745,10 @@ func (d *decoder) child(b *hcl.Block, conn *Connection) Child {
 		}
 		ch.Pools = append(ch.Pools, p.Masked())
 	}
+	ch.DNS = a.addrs("dns", false)
+	if len(ch.DNS) > 0 && len(ch.Pools) == 0 {
+		a.errorf(a.rng("dns"), "DNS servers without pools", "dns lists the DNS servers handed to clients together with a pool address; add pools = [\"10.99.0.0/24\"] to this child, or remove dns.")
+	}
 	return ch
 }
 
@@ -831,4 +852,14 @@ func checkListening(a *attrs, dm *Daemon) {
 		a.errorf(it.rng, "Address not listened on",
 			"%s is in local_addrs, but the daemon block's listen (%s) has no socket for it. Add it to listen.", ip, joinAddrs(dm.Listen))
 	}
+}
+
+// firstSet returns the first of names that is set (or the last name).
+func firstSet(a *attrs, names ...string) string {
+	for _, n := range names {
+		if a.has(n) {
+			return n
+		}
+	}
+	return names[len(names)-1]
 }

@@ -22,7 +22,7 @@ type sensitive struct{}
 // checkRef validates a key reference. what is "key" or "psk"; keystores
 // are the configured keystore plugin names.
 func checkRef(a *attrs, what string, it listItem, keystores map[string]bool) {
-	if what == "psk" {
+	if what == "psk" || what == "ppk" {
 		// Whatever is wrong with it, the value may be the secret itself.
 		n := len(*a.diags)
 		defer func() {
@@ -34,7 +34,7 @@ func checkRef(a *attrs, what string, it listItem, keystores map[string]bool) {
 	scheme, rest, ok := strings.Cut(it.s, ":")
 	if !ok || !isScheme(scheme) {
 		switch {
-		case what == "psk" || strings.Contains(it.s, "PRIVATE KEY"):
+		case what == "psk" || what == "ppk" || strings.Contains(it.s, "PRIVATE KEY"):
 			*a.diags = append(*a.diags, &hcl.Diagnostic{
 				Severity: hcl.DiagError,
 				Summary:  "Literal secret in the configuration",
