@@ -131,11 +131,11 @@ type Connection struct {
 	PPKID       string
 	PPK         string
 	PPKRequired bool
-	KeyingTries     int    // 0: forever
-	Local           Auth
-	Remote          Auth
-	Children        []Child
-	Range           hcl.Range
+	KeyingTries int // 0: forever
+	Local       Auth
+	Remote      Auth
+	Children    []Child
+	Range       hcl.Range
 }
 
 // Auth is a local or remote block.
