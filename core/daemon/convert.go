@@ -62,7 +62,7 @@ func engineConnection(c *config.Connection) (ikesa.Connection, error) {
 		Name: c.Name, LocalAddrs: c.LocalAddrs, RemoteAddrs: c.RemoteAddrs,
 		LocalPort: c.LocalPort, RemotePort: c.RemotePort,
 		PreferOurs: c.ProposalsPrefer == "responder",
-		RekeyTime:  c.RekeyTime, LifeTime: c.LifeTime,
+		RekeyTime:  c.RekeyTime, LifeTime: c.LifeTime, ReauthTime: c.ReauthTime,
 		DPDDelay: c.DPDDelay, DPDTimeout: c.DPDTimeout, DPDAction: c.DPDAction,
 		Mobike: c.MOBIKE, Fragmentation: c.Fragmentation,
 	}

@@ -74,6 +74,9 @@ type Engine struct {
 	nextSub  int
 	stats    *ikesa.Stats
 	reqID    uint32
+	// reauth: IKE SAs being reauthenticated, and their replacements, with
+	// the children still to bring back (reauth.go)
+	reauth map[*ikesa.SA]reauthState
 
 	cookieSecret, oldCookieSecret [32]byte
 	cookieVersion                 uint32
@@ -356,6 +359,7 @@ func (e *Engine) after(sa *ikesa.SA) {
 			}
 		}
 		delete(e.sched, sa)
+		e.reauthGone(sa)
 		for _, w := range e.waiters[sa] {
 			w.done <- errors.New(failureOr(sa.LastFailure, "IKE SA deleted"))
 		}
@@ -378,6 +382,11 @@ func (e *Engine) handleEvent(sa *ikesa.SA, ev ikesa.Event) {
 	case ikesa.EventFailed, ikesa.EventChildFailed:
 		st.LastFailure = ev.Reason
 		st.LastFailureAt = e.cfg.Clock.Now()
+	case ikesa.EventReauth:
+		defer e.after(sa)
+		e.startReauth(sa)
+	case ikesa.EventUp:
+		defer e.reauthUp(sa)
 	case ikesa.EventDown:
 		if ev.Class != "" {
 			st.LastFailure = ev.Reason

@@ -155,6 +155,7 @@ func (sa *SA) established() {
 	sa.env.Stats.Handshakes["ok"]++
 	sa.armDPD()
 	sa.armRekey()
+	sa.armReauth()
 	sa.logger().Info("IKE SA established", "proposal", sa.Suite.String(), "remote", sa.Remote)
 	sa.event(EventUp, "", "", "")
 }

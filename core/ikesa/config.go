@@ -35,6 +35,7 @@ type Connection struct {
 	PreferOurs            bool
 	Local, Remote         AuthConfig
 	RekeyTime, LifeTime   time.Duration
+	ReauthTime            time.Duration // 0: never (reauth.go)
 	DPDDelay, DPDTimeout  time.Duration
 	DPDAction             string // "clear" (default), "restart", "trap"
 	Mobike, Fragmentation bool

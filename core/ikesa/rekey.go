@@ -306,6 +306,7 @@ func (sa *SA) successorSA(initiator bool, spii, spir uint64, suite transform.Sui
 	n.peerMobike = sa.peerMobike
 	n.armDPD()
 	n.armRekey()
+	n.reauthAt = sa.reauthAt
 	return n
 }
 

@@ -54,10 +54,11 @@ const (
 	EventChildDown                        // Child SA removed
 	EventChildFailed                      // Child SA could not be set up (Reason)
 	EventRekeyed                          // IKE SA (Child == "") or Child SA rekeyed
+	EventReauth                           // time to reauthenticate: the engine sets up a new IKE SA
 )
 
 func (k EventKind) String() string {
-	return [...]string{"", "up", "down", "failed", "child-up", "child-down", "child-failed", "rekeyed"}[k]
+	return [...]string{"", "up", "down", "failed", "child-up", "child-down", "child-failed", "rekeyed", "reauth"}[k]
 }
 
 // Event is reported to the engine after each step.
@@ -119,6 +120,7 @@ type SA struct {
 	dpdDue time.Time
 	// IKE SA lifetime
 	rekeyAt, expireAt time.Time
+	reauthAt          time.Time // see reauth.go
 	// rekeys: new SAs for the engine to index, the SA that replaces this
 	// one, and the peer's rekey of this SA (collision detection)
 	spawned      []*SA
@@ -294,6 +296,7 @@ func (sa *SA) NextDeadline() time.Time {
 	}
 	min(sa.dpdDue)
 	min(sa.rekeyAt)
+	min(sa.reauthAt)
 	min(sa.expireAt)
 	if sa.State == StateConnecting {
 		min(sa.halfOpenUntil)
@@ -329,6 +332,7 @@ func (sa *SA) OnTimer(now time.Time) {
 		sa.outbox = append(sa.outbox, r.datagrams...)
 	}
 	sa.dpdTimer(now)
+	sa.reauthTimer(now)
 	sa.childTimers(now)
 }
 
