@@ -62,8 +62,15 @@ func Require(t testing.TB) {
 // reported a status. Harness failures (prepare, qemu) fail t.
 func Run(t testing.TB, script string, args ...string) (int, string) {
 	t.Helper()
+	return RunDir(t, t.TempDir(), script, args...)
+}
+
+// RunDir is Run with the shared output directory chosen by the caller: what
+// the script writes under $KLAB_OUT (same path in the guest) is in out
+// afterwards, for the test to check.
+func RunDir(t testing.TB, out, script string, args ...string) (int, string) {
+	t.Helper()
 	Require(t)
-	out := t.TempDir()
 	cmd := exec.Command(Script(), append([]string{"run", script}, args...)...)
 	cmd.Env = append(os.Environ(), "KLAB_OUT="+out, "KLAB_QUIET=1")
 	var stderr bytes.Buffer
