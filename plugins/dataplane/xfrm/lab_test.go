@@ -47,6 +47,7 @@ func TestLab(t *testing.T) {
 	t.Run("acquire", l.acquire)
 	t.Run("mark-ifid-delete", l.markIfID)
 	t.Run("offload-fallback", l.offload)
+	t.Run("offload-netlink", l.offloadNetlink)
 	t.Run("cleanup", l.cleanup)
 }
 
@@ -123,6 +124,7 @@ type pairOpts struct {
 	remoteTS   provider.TrafficSelector
 	encap      *provider.UDPEncap
 	soft       provider.Lifetime
+	offload    string // on A's SAs
 	policyPrio uint32
 }
 
@@ -174,6 +176,9 @@ func (l *lab) install(t *testing.T, o pairOpts) *pair {
 		{l.dpB, sa(p.spiBA, o.b, o.a, false, encBA, intBA, encapB, o.remoteTS, o.localTS)},
 		{l.dpB, sa(p.spiAB, o.a, o.b, true, encAB, intAB, encapB, o.remoteTS, o.localTS)},
 	} {
+		if s.dp == l.dpA {
+			s.sa.Offload = o.offload
+		}
 		if err := s.dp.InstallSA(bg, s.sa); err != nil {
 			t.Fatal(err)
 		}
