@@ -136,9 +136,10 @@ func BenchmarkIperf3(b *testing.B) {
 }
 
 func runIperf(b *testing.B, secs int, offload, udp bool) {
-	gbps, cpu := measureIperf(b, veilPath(b, offload, udp), secs)
-	b.ReportMetric(gbps, "Gbit/s")
-	b.ReportMetric(cpu, "dataplane-CPU-%")
+	r := measureIperf(b, veilPath(b, offload, udp), secs)
+	b.ReportMetric(r.gbps, "Gbit/s")
+	b.ReportMetric(r.cpuPct, "dataplane-CPU-%")
+	b.ReportMetric(float64(r.retransmits), "TCP-retransmits")
 }
 
 // iperfPath is a tunnel between two namespaces: iperf3 runs from a to dst:port
@@ -167,9 +168,14 @@ func veilPath(b testing.TB, offload, udp bool) iperfPath {
 	}}
 }
 
-// measureIperf runs one iperf3 TCP test over p and returns the received
-// Gbit/s and the endpoints' CPU use in percent of one core.
-func measureIperf(b testing.TB, p iperfPath, secs int) (gbps, cpuPct float64) {
+// iperfResult is one iperf3 TCP run: received Gbit/s, the tunnel endpoints'
+// CPU use in percent of one core, and the sender's TCP retransmissions.
+type iperfResult struct {
+	gbps, cpuPct float64
+	retransmits  int
+}
+
+func measureIperf(b testing.TB, p iperfPath, secs int) iperfResult {
 	b.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -192,6 +198,9 @@ func measureIperf(b testing.TB, p iperfPath, secs int) (gbps, cpuPct float64) {
 			SumReceived struct {
 				BitsPerSecond float64 `json:"bits_per_second"`
 			} `json:"sum_received"`
+			SumSent struct {
+				Retransmits int `json:"retransmits"`
+			} `json:"sum_sent"`
 		} `json:"end"`
 	}
 	i := strings.Index(out, "{")
@@ -204,7 +213,8 @@ func measureIperf(b testing.TB, p iperfPath, secs int) (gbps, cpuPct float64) {
 	if res.End.SumReceived.BitsPerSecond == 0 {
 		b.Fatalf("iperf3 moved no data:\n%s", out)
 	}
-	return res.End.SumReceived.BitsPerSecond / 1e9, cpu.Seconds() / wall.Seconds() * 100
+	return iperfResult{gbps: res.End.SumReceived.BitsPerSecond / 1e9, cpuPct: cpu.Seconds() / wall.Seconds() * 100,
+		retransmits: res.End.SumSent.Retransmits}
 }
 
 func rusageCPU(r *syscall.Rusage) time.Duration {

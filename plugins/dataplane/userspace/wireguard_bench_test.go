@@ -61,9 +61,9 @@ func BenchmarkVersusWireGuard(b *testing.B) {
 	for b.Loop() {
 		for r := 0; r < rounds; r++ {
 			for i, p := range paths {
-				g, c := measureIperf(b, p, secs)
-				gbps[i], cpu[i] = append(gbps[i], g), append(cpu[i], c)
-				b.Logf("round %d %-11s %5.2f Gbit/s  CPU %4.0f %%", r+1, names[i], g, c)
+				res := measureIperf(b, p, secs)
+				gbps[i], cpu[i] = append(gbps[i], res.gbps), append(cpu[i], res.cpuPct)
+				b.Logf("round %d %-11s %5.2f Gbit/s  CPU %4.0f %%  %d retransmits", r+1, names[i], res.gbps, res.cpuPct, res.retransmits)
 			}
 		}
 	}
