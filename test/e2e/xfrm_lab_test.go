@@ -14,14 +14,15 @@ import (
 )
 
 // The steady UDP flow during the child rekey: labFlowRate packets/s of 100
-// bytes for labFlowSeconds. The issue asks for 10,000 packets/s; the lab's
-// kernel runs under qemu TCG on one vCPU, where iperf3 asked for 10,000/s
-// sends about 4,900/s (39,006 packets in 8 s on the build VM, none lost
-// across the rekey), so the test runs a rate the lab holds steadily.
+// bytes for labFlowSeconds, as the issue asks. The lab's kernel runs under
+// qemu TCG: with one vCPU iperf3 reaches only about 4,900 packets/s, with
+// two (labSMP) 9,500-9,900 of the 10,000 asked for, with no loss, also
+// while another lab runs; the check allows 80 %.
 const (
-	labFlowRate    = 4000
+	labFlowRate    = 10000
 	labFlowSeconds = 8
 	labReplays     = 5
+	labSMP         = "2"
 )
 
 // TestXFRMVeilToVeilInKernelLab runs two veild with the default (xfrm)
@@ -52,6 +53,7 @@ func TestXFRMVeilToVeilInKernelLab(t *testing.T) {
 	script := filepath.Join(dir, "veil-xfrm.sh")
 	os.WriteFile(script, []byte(xfrmLabScript), 0o755)
 	out := t.TempDir()
+	t.Setenv("KLAB_SMP", labSMP)
 	code, console := kernellab.RunDir(t, out, script, veild, veilctl, dir, inject,
 		strconv.Itoa(labFlowRate), strconv.Itoa(labFlowSeconds), strconv.Itoa(labReplays))
 	if code != 0 || !strings.Contains(console, "VEIL-XFRM-OK") {
@@ -146,7 +148,7 @@ func TestXFRMVeilToVeilInKernelLab(t *testing.T) {
 		}
 		sum := r.End.Sum
 		t.Logf("flow: %d packets sent at %d/s target (%d/s achieved), %d lost", sum.Packets, labFlowRate, sum.Packets/labFlowSeconds, sum.LostPackets)
-		if sum.Packets < labFlowRate*labFlowSeconds*9/10 {
+		if sum.Packets < labFlowRate*labFlowSeconds*8/10 {
 			t.Errorf("only %d packets sent in %d s: the flow was not steady at %d/s", sum.Packets, labFlowSeconds, labFlowRate)
 		}
 		if sum.LostPackets != 0 {
