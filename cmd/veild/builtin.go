@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 
 	"github.com/hashicorp/hcl/v2"
@@ -69,6 +70,9 @@ func userspacePlugin() adapt.LazyImpl {
 				ClampMSS *bool   `json:"clamp_mss"`
 				UDPPort  *int    `json:"udp_port"`
 				Offload  *bool   `json:"offload"`
+				// Set by veild: where its NAT-T sockets are.
+				NATTPort  *int     `json:"nat_t_port"`
+				NATTAddrs []string `json:"nat_t_addrs"`
 			}
 			if len(raw) > 0 && string(raw) != "null" {
 				if err := json.Unmarshal(raw, &c); err != nil {
@@ -92,9 +96,20 @@ func userspacePlugin() adapt.LazyImpl {
 				opts.UDPPort = *c.UDPPort
 				return userspace.New(opts)
 			}
-			// By default ESP-in-UDP shares veild's NAT-T port through a raw
-			// socket: veild's IKE socket owns 4500 in another process.
-			encap, err := userspace.ListenRawUDP(4500, userspace.DefaultFwMark)
+			// By default ESP-in-UDP arrives on veild's NAT-T port: the
+			// dataplane joins veild's SO_REUSEPORT group there, which steers
+			// ESP to it (batched reads, UDP GRO/GSO), when veild listens on
+			// at most one address per family; otherwise it falls back to a
+			// raw socket that sees every UDP datagram (IPv4 only).
+			natPort := 4500
+			if c.NATTPort != nil {
+				natPort = *c.NATTPort
+			}
+			if a4, a6, ok := sharedAddrs(c.NATTAddrs); ok {
+				opts.UDPPort, opts.UDPShared, opts.UDPAddr4, opts.UDPAddr6 = natPort, true, a4, a6
+				return userspace.New(opts)
+			}
+			encap, err := userspace.ListenRawUDP(uint16(natPort), userspace.DefaultFwMark)
 			if err != nil {
 				return nil, fmt.Errorf("ESP-in-UDP on port 4500: %w", err)
 			}
@@ -106,6 +121,31 @@ func userspacePlugin() adapt.LazyImpl {
 			}
 			return &closeBoth{Dataplane: dp, raw: encap}, nil
 		})
+}
+
+// sharedAddrs picks the dataplane's bind addresses for veild's listen
+// addresses: none means the wildcards; more than one of a family cannot be
+// shared with the one socket per family the dataplane reads.
+func sharedAddrs(listen []string) (a4, a6 netip.Addr, ok bool) {
+	if len(listen) == 0 {
+		return netip.IPv4Unspecified(), netip.IPv6Unspecified(), true
+	}
+	for _, s := range listen {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return a4, a6, false
+		}
+		a = a.Unmap()
+		switch {
+		case a.Is4() && !a4.IsValid():
+			a4 = a
+		case a.Is6() && !a6.IsValid():
+			a6 = a
+		default:
+			return a4, a6, false
+		}
+	}
+	return a4, a6, true
 }
 
 func xfrmPlugin() adapt.LazyImpl {

@@ -80,6 +80,18 @@ func (d *Daemon) run(ctx context.Context) error {
 	}
 	d.host = host
 	defer host.Close()
+	// The IKE sockets come first: a userspace dataplane joins the NAT-T
+	// port's SO_REUSEPORT group after them (see openIKESockets).
+	udp, err := openIKESockets(cfg)
+	if err != nil {
+		return err
+	}
+	engineOwnsUDP := false
+	defer func() {
+		if !engineOwnsUDP {
+			udp.Close()
+		}
+	}()
 	ps, diags, err := startPlugins(ctx, host, cfg)
 	if len(diags) > 0 {
 		cfg.WriteDiagnostics(d.opts.Stderr, diags)
@@ -89,10 +101,12 @@ func (d *Daemon) run(ctx context.Context) error {
 	}
 	d.plugins = ps
 
-	eng, err := d.newEngine(ctx, cfg, ps)
+	eng, err := d.newEngine(cfg, ps, udp)
 	if err != nil {
 		return err
 	}
+	engineOwnsUDP = true
+	d.closers = append(d.closers, udp.Close)
 	d.eng = eng
 	ps.dataplane.OnRestart(func(context.Context) {
 		if n := eng.RekeyAllChildren(); n > 0 {

@@ -1,8 +1,6 @@
 package daemon
 
 import (
-	"context"
-
 	"github.com/veil-ipsec/veil/config"
 	"github.com/veil-ipsec/veil/core/engine"
 	"github.com/veil-ipsec/veil/core/ikesa"
@@ -10,14 +8,17 @@ import (
 	"github.com/veil-ipsec/veil/plugins/dataplane/userspace"
 )
 
-// newEngine opens the IKE sockets and builds the engine over the plugins.
-func (d *Daemon) newEngine(ctx context.Context, cfg *config.Config, ps *pluginSet) (*engine.Engine, error) {
-	udp, err := transport.ListenUDP(transport.UDPConfig{Addrs: cfg.Daemon.Listen, Port: cfg.Daemon.IKEPort,
-		NATPort: cfg.Daemon.NATTPort, Mark: ikeSocketMark(cfg), KernelIPsec: cfg.Dataplane() == "xfrm"})
-	if err != nil {
-		return nil, err
-	}
-	d.closers = append(d.closers, udp.Close)
+// openIKESockets binds UDP 500 and 4500 on the listen addresses. With the
+// userspace dataplane the NAT-T sockets are shared with it: ESP-in-UDP goes
+// to the dataplane's socket on the same port (core/transport share.go).
+func openIKESockets(cfg *config.Config) (*transport.UDP, error) {
+	return transport.ListenUDP(transport.UDPConfig{Addrs: cfg.Daemon.Listen, Port: cfg.Daemon.IKEPort,
+		NATPort: cfg.Daemon.NATTPort, Mark: ikeSocketMark(cfg), KernelIPsec: cfg.Dataplane() == "xfrm",
+		ShareNATPort: cfg.Dataplane() == "userspace"})
+}
+
+// newEngine builds the engine over the plugins and the IKE sockets.
+func (d *Daemon) newEngine(cfg *config.Config, ps *pluginSet, udp *transport.UDP) (*engine.Engine, error) {
 	eng, err := engine.New(engine.Config{
 		Transport: udp, Port: cfg.Daemon.IKEPort, NATPort: cfg.Daemon.NATTPort,
 		Logger:    d.log.With("subsystem", "ike"),
@@ -28,7 +29,6 @@ func (d *Daemon) newEngine(ctx context.Context, cfg *config.Config, ps *pluginSe
 			Tries: cfg.Daemon.RetransmitTries},
 	})
 	if err != nil {
-		udp.Close()
 		return nil, err
 	}
 	return eng, nil

@@ -69,6 +69,8 @@ func startPlugins(ctx context.Context, host *pluginhost.Host, cfg *config.Config
 			v = x509Value(cfg)
 		case p.Kind == "auth" && p.Name == "eap":
 			v = eapValue(cfg)
+		case p.Kind == "dataplane" && p.Name == "userspace":
+			v = userspaceValue(cfg, v)
 		}
 		if err := host.Configure(ctx, p.Kind, p.Name, v); err != nil {
 			return nil, nil, fmt.Errorf("configuring plugin %s %q: %w", p.Kind, p.Name, err)

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -29,6 +30,9 @@ type UDPConfig struct {
 	// negotiates, and UDP_ENCAP_ESPINUDP on the NAT-T sockets so the kernel
 	// takes RFC 3948 ESP-in-UDP off them (only IKE reaches us).
 	KernelIPsec bool
+	// ShareNATPort lets a userspace dataplane receive the ESP-in-UDP that
+	// arrives on the NAT-T port through a socket of its own (share.go).
+	ShareNATPort bool
 }
 
 const maxDatagram = 65535
@@ -78,11 +82,16 @@ func ListenUDP(cfg UDPConfig) (*UDP, error) {
 			if a.Is6() && !a.Is4In6() {
 				network = "udp6"
 			}
-			c, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, p)))
+			var lc net.ListenConfig
+			if cfg.ShareNATPort && p == cfg.NATPort {
+				lc.Control = shareControl
+			}
+			pc, err := lc.ListenPacket(context.Background(), network, netip.AddrPortFrom(a, p).String())
 			if err != nil {
 				u.Close()
 				return nil, fmt.Errorf("transport: listen %s: %w", netip.AddrPortFrom(a, p), err)
 			}
+			c := pc.(*net.UDPConn)
 			if cfg.Mark != 0 {
 				if err := setMark(c, cfg.Mark); err != nil {
 					c.Close()

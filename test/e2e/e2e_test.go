@@ -24,7 +24,7 @@ type pair struct {
 	aAddr, bAddr string
 }
 
-func writePSK(t *testing.T, dir string) string {
+func writePSK(t testing.TB, dir string) string {
 	p := filepath.Join(dir, "lab.psk")
 	if err := os.WriteFile(p, []byte("correct horse battery staple 0123456789\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -32,7 +32,7 @@ func writePSK(t *testing.T, dir string) string {
 	return p
 }
 
-func configs(t *testing.T, aAddr, bAddr, aRemote string) (peerConfig, peerConfig) {
+func configs(t testing.TB, aAddr, bAddr, aRemote string) (peerConfig, peerConfig) {
 	dir := t.TempDir()
 	psk := writePSK(t, dir)
 	mk := func(side, local, remote, lid, rid, start string) peerConfig {
@@ -45,7 +45,7 @@ func configs(t *testing.T, aAddr, bAddr, aRemote string) (peerConfig, peerConfig
 }
 
 // newDirectPair links two namespaces directly.
-func newDirectPair(t *testing.T) *pair {
+func newDirectPair(t testing.TB) *pair {
 	netns.Require(t)
 	p := &pair{a: netns.New(t, "a"), b: netns.New(t, "b"), aAddr: "10.70.0.1", bAddr: "10.70.0.2"}
 	_, p.bIf = netns.Link(t, p.a, []string{p.aAddr + "/24"}, p.b, []string{p.bAddr + "/24"})
@@ -54,19 +54,19 @@ func newDirectPair(t *testing.T) *pair {
 	return p
 }
 
-func (p *pair) start(t *testing.T) {
+func (p *pair) start(t testing.TB) {
 	p.db = startDaemon(t, p.b, p.cb)
 	p.da = startDaemon(t, p.a, p.ca)
 }
 
-func ping(t *testing.T, ns *netns.NS, addr string) {
+func ping(t testing.TB, ns *netns.NS, addr string) {
 	t.Helper()
 	if out, err := ns.Output("ping", "-c", "3", "-i", "0.2", "-W", "2", addr); err != nil {
 		t.Fatalf("ping %s from %s: %v\n%s", addr, ns.Name, err, out)
 	}
 }
 
-func firstIKE(t *testing.T, d *daemon) (spiI, spiR string, childIn, childOut string) {
+func firstIKE(t testing.TB, d *daemon) (spiI, spiR string, childIn, childOut string) {
 	t.Helper()
 	l := d.sas()
 	if len(l.IKESAs) != 1 || len(l.IKESAs[0].Children) != 1 {
@@ -140,6 +140,14 @@ func TestNATTraversal(t *testing.T) {
 	esp, clear := captureDuring(t, b, bIf, func() { ping(t, a, "10.71.0.2") })
 	if esp == 0 || clear != 0 {
 		t.Errorf("behind the NAT during ping: %d ESP-in-UDP packets, %d cleartext ICMP", esp, clear)
+	}
+	// veild and its dataplane plugin share UDP 4500 (SO_REUSEPORT): two
+	// sockets on the port in each namespace, in two processes.
+	for _, ns := range []*netns.NS{a, b} {
+		out := ns.Run("ss", "-Hunap", "sport", "=", ":4500")
+		if n := strings.Count(out, "\n"); n != 2 || !strings.Contains(out, "veild") {
+			t.Errorf("sockets on UDP 4500 in %s:\n%s", ns.Name, out)
+		}
 	}
 	// Rekeys cross the NAT too (child, then IKE SA from the responder).
 	ai, _, aIn, _ := firstIKE(t, p.da)
@@ -231,7 +239,7 @@ func TestControlSocketRefusesOtherUsers(t *testing.T) {
 // captureDuring runs tcpdump on interface ifc of ns (the link, not the
 // dataplane's TUN device) while f runs and counts ESP packets (raw or
 // UDP-encapsulated) and cleartext ICMP.
-func captureDuring(t *testing.T, ns *netns.NS, ifc string, f func()) (esp, clear int) {
+func captureDuring(t testing.TB, ns *netns.NS, ifc string, f func()) (esp, clear int) {
 	t.Helper()
 	if _, err := exec.LookPath("tcpdump"); err != nil {
 		t.Skip("needs tcpdump")

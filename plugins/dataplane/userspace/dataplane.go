@@ -59,6 +59,13 @@ type Options struct {
 	// starting with the non-ESP marker go to IKE.
 	UDPPort  int
 	UDPConns []net.PacketConn
+	// UDPShared joins the UDPPort sockets to the IKE daemon's SO_REUSEPORT
+	// group on that port (core/transport share.go), bound to UDPAddr4 and
+	// UDPAddr6 (the daemon's listen addresses; unset: the wildcards), so
+	// ESP-in-UDP reaches this process on the daemon's port 4500 with batched
+	// reads and UDP GRO. A zero UDPAddr6 with UDPAddr4 set means no IPv6.
+	UDPShared          bool
+	UDPAddr4, UDPAddr6 netip.Addr
 	IKE      func(pkt []byte, from netip.AddrPort)
 	// ClampMSS rewrites the MSS option of outgoing TCP SYNs to fit the SA.
 	ClampMSS bool
@@ -270,23 +277,31 @@ func (d *Dataplane) open() error {
 	if len(o.UDPConns) > 0 {
 		d.ext = o.UDPConns
 	} else if o.UDPPort > 0 {
-		c4, err := listenMarked("udp4", fmt.Sprintf("0.0.0.0:%d", o.UDPPort), o.FwMark)
-		if err != nil {
-			return fmt.Errorf("UDP encapsulation socket: %w", err)
+		a4, a6 := netip.IPv4Unspecified(), netip.IPv6Unspecified()
+		if o.UDPShared && (o.UDPAddr4.IsValid() || o.UDPAddr6.IsValid()) {
+			a4, a6 = o.UDPAddr4, o.UDPAddr6
 		}
-		d.closers = append(d.closers, c4.Close)
-		d.udp4 = ipv4.NewPacketConn(c4)
-		if o.Offload {
-			enableGRO(c4)
+		if a4.IsValid() {
+			c4, err := listenMarkedShared("udp4", netip.AddrPortFrom(a4, uint16(o.UDPPort)).String(), o.FwMark, o.UDPShared)
+			if err != nil {
+				return fmt.Errorf("UDP encapsulation socket: %w", err)
+			}
+			d.closers = append(d.closers, c4.Close)
+			d.udp4 = ipv4.NewPacketConn(c4)
+			if o.Offload {
+				enableGRO(c4)
+			}
 		}
-		c6, err := listenMarked("udp6", fmt.Sprintf("[::]:%d", o.UDPPort), o.FwMark)
-		if err != nil {
-			return fmt.Errorf("UDP encapsulation socket (IPv6): %w", err)
-		}
-		d.closers = append(d.closers, c6.Close)
-		d.udp6 = newBatch6(c6)
-		if o.Offload {
-			enableGRO(c6)
+		if a6.IsValid() {
+			c6, err := listenMarkedShared("udp6", netip.AddrPortFrom(a6, uint16(o.UDPPort)).String(), o.FwMark, o.UDPShared)
+			if err != nil {
+				return fmt.Errorf("UDP encapsulation socket (IPv6): %w", err)
+			}
+			d.closers = append(d.closers, c6.Close)
+			d.udp6 = newBatch6(c6)
+			if o.Offload {
+				enableGRO(c6)
+			}
 		}
 	}
 	return nil

@@ -85,10 +85,18 @@ func (d *Dataplane) routineReadTUN(q *tun.Queue) {
 		raw4, raw6 = newSendQueue(d.raw4), newSendQueue(d.raw6)
 	}
 	var gso4, gso6 *gsoQueue
+	// Either family's ESP-in-UDP socket may be missing (the daemon listens
+	// on one family only): its queues stay nil and such SAs count send errors.
 	if d.udp4 != nil {
-		udp4, udp6 = newSendQueue(d.udp4), newSendQueue(d.udp6)
+		udp4 = newSendQueue(d.udp4)
 		if d.opts.Offload {
-			gso4, gso6 = newGSOQueue(d.udp4), newGSOQueue(d.udp6)
+			gso4 = newGSOQueue(d.udp4)
+		}
+	}
+	if d.udp6 != nil {
+		udp6 = newSendQueue(d.udp6)
+		if d.opts.Offload {
+			gso6 = newGSOQueue(d.udp6)
 		}
 	}
 	readOff, reads := headroom, bufs
@@ -139,18 +147,10 @@ func (d *Dataplane) routineReadTUN(q *tun.Queue) {
 				if _, err := d.ext[0].WriteTo(pkt, s.udpAddr); err != nil {
 					d.stats.sendErrors.Add(1)
 				}
-			case s.udpAddr != nil && gso4 != nil:
-				gq := gso4
-				if s.cfg.Dst.Is6() {
-					gq = gso6
-				}
-				gq.add(d, pkt, s.udpAddr)
-			case s.udpAddr != nil && udp4 != nil:
-				sq := udp4
-				if s.cfg.Dst.Is6() {
-					sq = udp6
-				}
-				sq.add(d, pkt, s.udpAddr)
+			case s.udpAddr != nil && d.opts.Offload && pick(s.cfg.Dst.Is6(), gso4, gso6) != nil:
+				pick(s.cfg.Dst.Is6(), gso4, gso6).add(d, pkt, s.udpAddr)
+			case s.udpAddr != nil && pick(s.cfg.Dst.Is6(), udp4, udp6) != nil:
+				pick(s.cfg.Dst.Is6(), udp4, udp6).add(d, pkt, s.udpAddr)
 			case s.udpAddr == nil && raw4 != nil:
 				sq := raw4
 				if s.cfg.Dst.Is6() {
@@ -263,4 +263,12 @@ func (d *Dataplane) sealOne(t *tables, q *tun.Queue, buf []byte, size int, now i
 	}
 	d.account(s, size, now)
 	return out, s
+}
+
+// pick returns v6 for an IPv6 destination, else v4.
+func pick[T any](is6 bool, v4, v6 *T) *T {
+	if is6 {
+		return v6
+	}
+	return v4
 }
