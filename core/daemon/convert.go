@@ -64,7 +64,7 @@ func engineConnection(c *config.Connection) (ikesa.Connection, error) {
 		PreferOurs: c.ProposalsPrefer == "responder",
 		RekeyTime:  c.RekeyTime, LifeTime: c.LifeTime, ReauthTime: c.ReauthTime,
 		DPDDelay: c.DPDDelay, DPDTimeout: c.DPDTimeout, DPDAction: c.DPDAction,
-		Mobike: c.MOBIKE, Fragmentation: c.Fragmentation,
+		Mobike: c.MOBIKE, Fragmentation: c.Fragmentation, ForceEncap: c.Encap,
 	}
 	ec.IKEProposals = orDefault(c.IKEProposals, transform.DefaultIKEProposals)
 	for _, side := range []struct {

@@ -592,3 +592,31 @@ func (k *twoKeyPSK) Make(ctx context.Context, r *provider.AuthRequest) (*provide
 func (k *twoKeyPSK) Verify(ctx context.Context, r *provider.AuthRequest) error {
 	return (&enginetest.PSK{Secret: k.verify}).Verify(ctx, r)
 }
+
+// ForceEncap (encap = true) on either side makes both float to 4500 and
+// UDP-encapsulate ESP without a NAT, as strongSwan's encap does.
+func TestForceEncap(t *testing.T) {
+	for _, side := range []string{"initiator", "responder"} {
+		t.Run(side, func(t *testing.T) {
+			p := newPair(t, func(a, b *Connection) {
+				if side == "initiator" {
+					a.ForceEncap = true
+				} else {
+					b.ForceEncap = true
+				}
+			})
+			p.up()
+			sa := p.a.e.Snapshot()[0]
+			if sa.Local != "192.0.2.1:4500" || sa.Remote != "192.0.2.2:4500" {
+				t.Fatalf("A did not float: %s -> %s", sa.Local, sa.Remote)
+			}
+			for _, x := range []*peer{p.a, p.b} {
+				out := x.dp.Outbound()[0]
+				if out.Encap == nil || out.Encap.SrcPort != 4500 || out.Encap.DstPort != 4500 {
+					t.Fatalf("encap %+v", out.Encap)
+				}
+			}
+			p.established(t, 1)
+		})
+	}
+}

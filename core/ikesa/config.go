@@ -39,7 +39,11 @@ type Connection struct {
 	DPDDelay, DPDTimeout  time.Duration
 	DPDAction             string // "clear" (default), "restart", "trap"
 	Mobike, Fragmentation bool
-	Children              []Child
+	// ForceEncap pretends a NAT is in front of us so that ESP is always
+	// UDP-encapsulated (RFC 3948), for strict firewalls and the userspace
+	// dataplane's fast path.
+	ForceEncap bool
+	Children   []Child
 }
 
 // Child is one configured Child SA.

@@ -102,8 +102,15 @@ func (sa *SA) sendInit(group uint16, fresh bool) error {
 }
 
 func (sa *SA) initNotifies() []ike.Payload {
+	src := natHash(sa.SPIi, sa.SPIr, sa.Local)
+	if sa.Conn.ForceEncap {
+		// A source hash that cannot match: the peer believes we are behind
+		// a NAT and both sides encapsulate ESP in UDP (strongSwan's encap).
+		src = make([]byte, len(src))
+		sa.env.randReader().Read(src)
+	}
 	ps := []ike.Payload{
-		&ike.Notify{NotifyType: ike.NotifyNatDetectionSourceIp, Data: natHash(sa.SPIi, sa.SPIr, sa.Local)},
+		&ike.Notify{NotifyType: ike.NotifyNatDetectionSourceIp, Data: src},
 		&ike.Notify{NotifyType: ike.NotifyNatDetectionDestinationIp, Data: natHash(sa.SPIi, sa.SPIr, sa.Remote)},
 	}
 	if sa.Conn.Fragmentation {
@@ -281,7 +288,7 @@ func (sa *SA) checkNAT(ps []ike.Payload) {
 		spir = 0 // the initiator hashed before it knew SPIr
 	}
 	sa.natRemote = !containsBytes(src, natHash(sa.SPIi, spir, sa.Remote))
-	sa.natLocal = !containsBytes(dst, natHash(sa.SPIi, spir, sa.Local))
+	sa.natLocal = !containsBytes(dst, natHash(sa.SPIi, spir, sa.Local)) || sa.Conn.ForceEncap
 	if (sa.natLocal || sa.natRemote) && sa.Initiator && sa.env.NATPort != 0 {
 		sa.Local = netip.AddrPortFrom(sa.Local.Addr(), sa.env.NATPort)
 		sa.Remote = netip.AddrPortFrom(sa.Remote.Addr(), 4500)

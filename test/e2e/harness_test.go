@@ -62,6 +62,8 @@ type peerConfig struct {
 	// KernelDataplane leaves the dataplane to the default, xfrm (needs a
 	// kernel with ESP: the kernel lab).
 	KernelDataplane bool
+	// UserspaceConfig is the body of the userspace dataplane's config block.
+	UserspaceConfig string
 }
 
 var configTemplate = template.Must(template.New("cfg").Parse(`
@@ -72,7 +74,11 @@ daemon {
   {{if .Metrics}}metrics_listen = "{{.Metrics}}"{{end}}
   {{.Daemon}}
 }
-{{if not .KernelDataplane}}plugin "dataplane" "userspace" {}{{end}}
+{{if not .KernelDataplane}}plugin "dataplane" "userspace" {
+  {{if .UserspaceConfig}}config {
+    {{.UserspaceConfig}}
+  }{{end}}
+}{{end}}
 connection "lab" {
   local_addrs   = ["{{.Local}}"]
   remote_addrs  = ["{{.Remote}}"]
@@ -101,7 +107,7 @@ connection "lab" {
 
 // daemon is a running veild inside a namespace.
 type daemon struct {
-	t    *testing.T
+	t    testing.TB
 	ns   *netns.NS
 	cfg  peerConfig
 	path string
@@ -110,7 +116,7 @@ type daemon struct {
 	done chan error
 }
 
-func writeConfig(t *testing.T, c peerConfig, path string) {
+func writeConfig(t testing.TB, c peerConfig, path string) {
 	t.Helper()
 	var b bytes.Buffer
 	if err := configTemplate.Execute(&b, c); err != nil {
@@ -121,7 +127,7 @@ func writeConfig(t *testing.T, c peerConfig, path string) {
 	}
 }
 
-func startDaemon(t *testing.T, ns *netns.NS, c peerConfig) *daemon {
+func startDaemon(t testing.TB, ns *netns.NS, c peerConfig) *daemon {
 	t.Helper()
 	path := filepath.Join(c.Dir, "veil.hcl")
 	writeConfig(t, c, path)
@@ -130,7 +136,7 @@ func startDaemon(t *testing.T, ns *netns.NS, c peerConfig) *daemon {
 
 // startDaemonPath starts veild in ns with the configuration file at path;
 // c gives the control socket.
-func startDaemonPath(t *testing.T, ns *netns.NS, c peerConfig, path string) *daemon {
+func startDaemonPath(t testing.TB, ns *netns.NS, c peerConfig, path string) *daemon {
 	t.Helper()
 	d := &daemon{t: t, ns: ns, cfg: c, path: path, log: &bytes.Buffer{}, done: make(chan error, 1)}
 	d.cmd = ns.Command(context.Background(), veild, "--config", path)
