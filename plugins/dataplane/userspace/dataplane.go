@@ -66,7 +66,7 @@ type Options struct {
 	// reads and UDP GRO. A zero UDPAddr6 with UDPAddr4 set means no IPv6.
 	UDPShared          bool
 	UDPAddr4, UDPAddr6 netip.Addr
-	IKE      func(pkt []byte, from netip.AddrPort)
+	IKE                func(pkt []byte, from netip.AddrPort)
 	// ClampMSS rewrites the MSS option of outgoing TCP SYNs to fit the SA.
 	ClampMSS bool
 	// Offload lets the kernel hand TCP segments of up to 64 KiB to the TUN
