@@ -83,6 +83,8 @@ type Engine struct {
 	cookieRotated                 time.Time
 
 	wake chan struct{}
+	// offloads counts provider work running without mu (offload).
+	offloads sync.WaitGroup
 }
 
 type halfKey struct {
@@ -124,7 +126,7 @@ func New(cfg Config) (*Engine, error) {
 		wake: make(chan struct{}, 1)}
 	e.env = &ikesa.Env{Dataplane: cfg.Dataplane, KeyStore: cfg.KeyStore, Auth: cfg.Authenticators,
 		Logger: cfg.Logger, Now: cfg.Clock.Now, Retransmit: cfg.Retransmit, NATPort: cfg.NATPort, FragmentSize: cfg.FragmentSize,
-		NextReqID: func() uint32 { e.reqID++; return e.reqID }, Stats: e.stats, Candidates: e.candidates}
+		NextReqID: func() uint32 { e.reqID++; return e.reqID }, Stats: e.stats, Candidates: e.candidates, Offload: e.offload}
 	rand.Read(e.cookieSecret[:])
 	e.cookieRotated = cfg.Clock.Now()
 	return e, nil
@@ -176,6 +178,22 @@ func (e *Engine) Run(ctx context.Context) error {
 		case <-e.wake:
 		}
 	}
+}
+
+// offload runs provider work that may wait on a backend (an EAP step
+// relayed to RADIUS) on its own goroutine, so other SAs go on meanwhile;
+// apply then runs under mu like any other SA step.
+func (e *Engine) offload(sa *ikesa.SA, work, apply func()) {
+	e.offloads.Add(1)
+	go func() {
+		defer e.offloads.Done()
+		work()
+		e.mu.Lock()
+		apply()
+		e.after(sa)
+		e.mu.Unlock()
+		e.poke()
+	}()
 }
 
 func (e *Engine) poke() {

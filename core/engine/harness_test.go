@@ -137,6 +137,7 @@ func (p *pair) drain() {
 			}
 			x.e.HandlePacket(pk)
 		}
+		x.e.offloads.Wait() // EAP steps run off the engine lock
 	}
 }
 

@@ -39,20 +39,28 @@ func idPayload(initiator bool, id provider.Identity) *ike.Identification {
 func (sa *SA) startAuth(childName string) {
 	local, remote := sa.Conn.Local, sa.Conn.Remote
 	idi := idPayload(true, local.ID)
-	auth, ok := sa.env.Auth[local.Method]
-	if !ok {
-		sa.fail("auth", fmt.Sprintf("no authenticator for method %q", local.Method))
-		return
-	}
-	role := provider.Initiator
 	sa.authMID = sa.nextReqID
 	if sa.inflight != nil || len(sa.queue) > 0 {
 		sa.authMID += uint32(len(sa.queue)) + 1
 	}
-	res, err := auth.Make(ctx(), sa.authRequest(role, local.ID, remote.ID, sa.signedOctets(true, idi.SignedBody())))
-	if err != nil {
-		sa.fail("auth", fmt.Sprintf("making our AUTH failed: %v", err))
-		return
+	res := &provider.AuthResult{}
+	onResponse := sa.handleAuthResponse
+	if IsEAP(local.Method) {
+		// EAP client: no AUTH until the conversation has made its key (eap.go).
+		sa.eap = &eapState{idiBody: idi.SignedBody(), eapOnly: IsEAP(remote.Method)}
+		onResponse = sa.handleEAPFirstResponse
+	} else {
+		auth, ok := sa.env.Auth[local.Method]
+		if !ok {
+			sa.fail("auth", fmt.Sprintf("no authenticator for method %q", local.Method))
+			return
+		}
+		var err error
+		res, err = auth.Make(ctx(), sa.authRequest(provider.Initiator, local.ID, remote.ID, sa.signedOctets(true, idi.SignedBody())))
+		if err != nil {
+			sa.fail("auth", fmt.Sprintf("making our AUTH failed: %v", err))
+			return
+		}
 	}
 	ps := []ike.Payload{idi}
 	for _, c := range res.Certs {
@@ -61,7 +69,11 @@ func (sa *SA) startAuth(childName string) {
 	if len(remote.ID.Data) > 0 {
 		ps = append(ps, idPayload(false, remote.ID))
 	}
-	ps = append(ps, &ike.Authentication{Method: ike.AuthMethod(res.Method), Data: res.Data})
+	if sa.eap == nil {
+		ps = append(ps, &ike.Authentication{Method: ike.AuthMethod(res.Method), Data: res.Data})
+	} else if sa.eap.eapOnly {
+		ps = append(ps, &ike.Notify{NotifyType: ike.NotifyEapOnlyAuthentication})
+	}
 	ps = append(ps, &ike.Notify{NotifyType: ike.NotifyInitialContact})
 	if sa.Conn.Mobike {
 		ps = append(ps, &ike.Notify{NotifyType: ike.NotifyMobikeSupported})
@@ -76,7 +88,7 @@ func (sa *SA) startAuth(childName string) {
 		sa.authEx.child = c
 		ps = append(ps, cps...)
 	}
-	sa.queueRequest(&request{exchange: ike.IKE_AUTH, payloads: ps, onResponse: sa.handleAuthResponse})
+	sa.queueRequest(&request{exchange: ike.IKE_AUTH, payloads: ps, onResponse: onResponse})
 }
 
 func (sa *SA) childConfig(name string) *Child {
@@ -142,11 +154,18 @@ func (sa *SA) handleAuthResponse(ps []ike.Payload) error {
 		return errFatal
 	}
 	sa.peerMobike = ike.FindNotify(ps, ike.NotifyMobikeSupported) != nil
+	sa.initiatorAuthComplete(ex, ps)
+	return nil
+}
+
+// initiatorAuthComplete establishes the IKE SA from the peer's last
+// IKE_AUTH response ps, after its AUTH verified, and sets up the first
+// child from it.
+func (sa *SA) initiatorAuthComplete(ex *authState, ps []ike.Payload) {
 	sa.established()
-	if ex.child != nil {
+	if ex != nil && ex.child != nil {
 		sa.finishChildRequest(ex.child, ps, nil)
 	}
-	return nil
 }
 
 func (sa *SA) established() {
@@ -165,7 +184,15 @@ func (sa *SA) handleAuthRequest(id uint32, ps []ike.Payload) {
 		sa.respond(ike.IKE_AUTH, id, []ike.Payload{&ike.Notify{NotifyType: ike.NotifyInvalidSyntax}})
 		return
 	}
+	if sa.eap != nil {
+		sa.handleEAPRequest(id, ps)
+		return
+	}
 	sa.selectConn(ps)
+	if ike.Get[*ike.Authentication](ps) == nil && IsEAP(sa.Conn.Remote.Method) {
+		sa.startEAPServer(id, ps)
+		return
+	}
 	if class, reason := sa.verifyPeer(ps, true); class != "" {
 		sa.respond(ike.IKE_AUTH, id, []ike.Payload{&ike.Notify{NotifyType: ike.NotifyAuthenticationFailed}})
 		sa.fail(class, reason)
@@ -193,14 +220,23 @@ func (sa *SA) handleAuthRequest(id uint32, ps []ike.Payload) {
 		out = append(out, &ike.Certificate{Encoding: 4, Data: c})
 	}
 	out = append(out, &ike.Authentication{Method: ike.AuthMethod(res.Method), Data: res.Data})
+	sa.peerMobike = ike.FindNotify(ps, ike.NotifyMobikeSupported) != nil
+	sa.responderAuthComplete(id, ps, out)
+}
+
+// responderAuthComplete sends the last IKE_AUTH response (out: our AUTH and
+// what precedes it) with the first child requested in req, the initiator's
+// first IKE_AUTH request, and establishes the IKE SA.
+func (sa *SA) responderAuthComplete(id uint32, req, out []ike.Payload) {
 	if sa.Conn.Mobike {
 		out = append(out, &ike.Notify{NotifyType: ike.NotifyMobikeSupported})
-		sa.peerMobike = ike.FindNotify(ps, ike.NotifyMobikeSupported) != nil
+	} else {
+		sa.peerMobike = false
 	}
 	var child *ChildSA
-	if ike.Get[*ike.SA](ps) != nil {
+	if ike.Get[*ike.SA](req) != nil {
 		var cps []ike.Payload
-		child, cps = sa.childRespond(ps, nil)
+		child, cps = sa.childRespond(req, nil)
 		out = append(out, cps...)
 	}
 	sa.respond(ike.IKE_AUTH, id, out)

@@ -92,4 +92,17 @@ type Env struct {
 	// Candidates lists the connections a responder may use for a peer
 	// address, best first; IKE_AUTH picks among them by identity.
 	Candidates func(remote netip.Addr) []*Connection
+	// Offload runs work that may wait on a plugin's backend (an EAP step
+	// relayed to RADIUS) without holding the caller's lock, then apply
+	// serialised with the SA's other work. Nil runs both inline.
+	Offload func(sa *SA, work, apply func())
+}
+
+func (env *Env) offload(sa *SA, work, apply func()) {
+	if env.Offload == nil {
+		work()
+		apply()
+		return
+	}
+	env.Offload(sa, work, apply)
 }

@@ -144,6 +144,7 @@ type SA struct {
 	// in-progress exchange state
 	initEx *initState
 	authEx *authState
+	eap    *eapState // EAP inside IKE_AUTH (eap.go)
 
 	// outputs, drained by the engine
 	outbox [][]byte
@@ -379,6 +380,9 @@ func (sa *SA) destroy(reason string) {
 	sa.dead = true
 	sa.inflight, sa.queue = nil, nil
 	sa.initEx, sa.authEx = nil, nil
+	if sa.eap != nil {
+		sa.eap.close()
+	}
 	if sa.keys != nil {
 		sa.keys.Zero()
 		sa.keys = nil
@@ -453,7 +457,9 @@ func (sa *SA) HandleMessage(m *ike.Message, local, remote netip.AddrPort) {
 	sa.lastFrom, sa.lastTo = remote, local
 	switch m.Header.Exchange {
 	case ike.IKE_AUTH:
-		sa.authMID = id
+		if sa.eap == nil {
+			sa.authMID = id // the first IKE_AUTH request's (RFC 9242 IntAuth)
+		}
 		sa.handleAuthRequest(id, ps)
 	case ike.IKE_INTERMEDIATE:
 		sa.handleIntermediateRequest(id, ps, data)
