@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	stdx509 "crypto/x509"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"github.com/veil-ipsec/veil/core/ikesa"
 	"github.com/veil-ipsec/veil/core/provider"
 	"github.com/veil-ipsec/veil/core/transform"
+	"github.com/veil-ipsec/veil/plugins/auth/x509"
 )
 
 // Identity types (RFC 7296 §3.5).
@@ -77,6 +79,18 @@ func engineConnection(c *config.Connection) (ikesa.Connection, error) {
 		}
 		*side.out = ikesa.AuthConfig{Method: side.in.Auth, ID: id, Secret: side.in.PSK,
 			Key: side.in.Key, Certificate: side.in.Certificate}
+	}
+	if c.Remote.Auth == "pubkey" {
+		// CERTREQ (RFC 7296 §3.7) names the CAs we trust for the peer.
+		var cas []*stdx509.Certificate
+		for _, path := range c.Remote.CACerts {
+			certs, err := x509.ReadCertificates(path)
+			if err != nil {
+				return ec, fmt.Errorf("connection %q: CA certificate: %w", c.Name, err)
+			}
+			cas = append(cas, certs...)
+		}
+		ec.Remote.CertReq = x509.CertReqAuthorities(cas)
 	}
 	for i := range c.Children {
 		ch := &c.Children[i]

@@ -130,3 +130,35 @@ func TestDuplicatedAndReordered(t *testing.T) {
 		t.Fatalf("responder saw %d duplicate requests", d)
 	}
 }
+
+// A connection whose peer proves itself with a certificate asks for one
+// from the CAs it trusts: CERTREQ in the responder's IKE_SA_INIT (RFC 7296
+// §3.7); none without CAs.
+func TestCertReqInInitResponse(t *testing.T) {
+	hashes := bytes.Repeat([]byte{0xca}, 40) // two CAs
+	for _, want := range [][]byte{hashes, nil} {
+		p := newPair(t, func(a, b *Connection) { b.Remote.CertReq = want })
+		var got []*ike.CertificateRequest
+		p.filter = func(pk transport.Packet) []transport.Packet {
+			if h, ok := exchangeOf(pk); ok && h.Exchange == ike.IKE_SA_INIT && h.IsResponse() {
+				m, err := ike.ParseMessage(pk.Data)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, pl := range m.Payloads {
+					if c, ok := pl.(*ike.CertificateRequest); ok {
+						got = append(got, c)
+					}
+				}
+			}
+			return []transport.Packet{pk}
+		}
+		p.up()
+		switch {
+		case want == nil && len(got) != 0:
+			t.Errorf("CERTREQ sent without CAs: %+v", got)
+		case want != nil && (len(got) != 1 || got[0].Encoding != 4 || !bytes.Equal(got[0].Data, want)):
+			t.Errorf("CERTREQ %+v, want X.509 with %x", got, want)
+		}
+	}
+}

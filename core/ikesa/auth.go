@@ -66,6 +66,7 @@ func (sa *SA) startAuth(childName string) {
 	for _, c := range res.Certs {
 		ps = append(ps, &ike.Certificate{Encoding: 4, Data: c})
 	}
+	ps = append(ps, sa.certReq()...)
 	if len(remote.ID.Data) > 0 {
 		ps = append(ps, idPayload(false, remote.ID))
 	}

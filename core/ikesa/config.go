@@ -23,6 +23,10 @@ type AuthConfig struct {
 	Secret      string // keystore reference of the PSK
 	Key         string // keystore reference of the private key
 	Certificate string
+	// CertReq, on the remote side, is the Certification Authority field of
+	// the CERTREQ we send (RFC 7296 §3.7: SHA-1 hashes of the trusted CAs'
+	// public keys), so a peer with several certificates picks one we trust.
+	CertReq []byte
 }
 
 // Connection is one configured peer.

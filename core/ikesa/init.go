@@ -385,6 +385,7 @@ func RespondInit(env *Env, conn *Connection, m *ike.Message, local, remote netip
 		&ike.Nonce{Data: sa.nr},
 	}
 	ps = append(ps, sa.initNotifies()...)
+	ps = append(ps, sa.certReq()...)
 	r := &ike.Message{Header: sa.header(ike.IKE_SA_INIT, 0, true), Payloads: ps}
 	b, err := r.Marshal()
 	if err != nil {
@@ -399,4 +400,13 @@ func RespondInit(env *Env, conn *Connection, m *ike.Message, local, remote netip
 	sa.halfOpenUntil = env.Now().Add(HalfOpenTimeout)
 	sa.logger().Debug("IKE_SA_INIT answered", "remote", remote, "proposal", suite.String())
 	return sa, nil
+}
+
+// certReq is the CERTREQ payload for a peer that proves itself with a
+// certificate: in the responder's IKE_SA_INIT and the initiator's IKE_AUTH.
+func (sa *SA) certReq() []ike.Payload {
+	if len(sa.Conn.Remote.CertReq) == 0 {
+		return nil
+	}
+	return []ike.Payload{&ike.CertificateRequest{Encoding: 4, Data: sa.Conn.Remote.CertReq}}
 }
