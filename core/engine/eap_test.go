@@ -275,3 +275,32 @@ func (garbageSession) Step(context.Context, []byte) (*provider.EAPStep, error) {
 	return &provider.EAPStep{Message: []byte{1, 2, 0, 99}}, nil
 }
 func (garbageSession) Close() {}
+
+// gatedAuth holds each Verify until the gate opens, like an x509 plugin
+// waiting for an OCSP responder.
+type gatedAuth struct {
+	provider.Authenticator
+	gate chan struct{}
+}
+
+func (g gatedAuth) Verify(ctx context.Context, req *provider.AuthRequest) error {
+	<-g.gate
+	return g.Authenticator.Verify(ctx, req)
+}
+
+// AUTH checks run without the engine lock: the responder answers API calls
+// while its Verify waits.
+func TestVerifyRunsOffTheLock(t *testing.T) {
+	p := newPair(t, nil)
+	gate := make(chan struct{})
+	p.b.e.cfg.Authenticators["psk"] = gatedAuth{p.b.psk, gate}
+	p.b.e.env.Auth = p.b.e.cfg.Authenticators
+	go func() {
+		for len(p.b.e.Snapshot()) == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		close(gate)
+	}()
+	p.up()
+	p.established(t, 1)
+}

@@ -35,7 +35,9 @@ func idPayload(initiator bool, id provider.Identity) *ike.Identification {
 	return &ike.Identification{Initiator: initiator, IDType: ike.IDType(id.Type), Data: id.Data}
 }
 
-// startAuth sends the IKE_AUTH request with the first Child SA.
+// startAuth sends the IKE_AUTH request with the first Child SA. Making
+// our AUTH may wait on a keystore (a signature in Vault or an HSM), so it
+// runs through Env.Offload.
 func (sa *SA) startAuth(childName string) {
 	local, remote := sa.Conn.Local, sa.Conn.Remote
 	idi := idPayload(true, local.ID)
@@ -43,25 +45,37 @@ func (sa *SA) startAuth(childName string) {
 	if sa.inflight != nil || len(sa.queue) > 0 {
 		sa.authMID += uint32(len(sa.queue)) + 1
 	}
-	res := &provider.AuthResult{}
-	onResponse := sa.handleAuthResponse
 	if IsEAP(local.Method) {
 		// EAP client: no AUTH until the conversation has made its key (eap.go).
 		sa.eap = &eapState{idiBody: idi.SignedBody(), eapOnly: IsEAP(remote.Method)}
-		onResponse = sa.handleEAPFirstResponse
-	} else {
-		auth, ok := sa.env.Auth[local.Method]
-		if !ok {
-			sa.fail("auth", fmt.Sprintf("no authenticator for method %q", local.Method))
-			return
-		}
-		var err error
-		res, err = auth.Make(ctx(), sa.authRequest(provider.Initiator, local.ID, remote.ID, sa.signedOctets(true, idi.SignedBody())))
-		if err != nil {
-			sa.fail("auth", fmt.Sprintf("making our AUTH failed: %v", err))
-			return
-		}
+		sa.sendAuthRequest(childName, idi, &provider.AuthResult{}, sa.handleEAPFirstResponse)
+		return
 	}
+	auth, ok := sa.env.Auth[local.Method]
+	if !ok {
+		sa.fail("auth", fmt.Sprintf("no authenticator for method %q", local.Method))
+		return
+	}
+	req := sa.authRequest(provider.Initiator, local.ID, remote.ID, sa.signedOctets(true, idi.SignedBody()))
+	var res *provider.AuthResult
+	var err error
+	sa.env.offload(sa, func() {
+		res, err = auth.Make(ctx(), req)
+	}, func() {
+		switch {
+		case sa.dead:
+		case err != nil:
+			sa.fail("auth", fmt.Sprintf("making our AUTH failed: %v", err))
+		default:
+			sa.sendAuthRequest(childName, idi, res, sa.handleAuthResponse)
+		}
+	})
+}
+
+// sendAuthRequest queues the first IKE_AUTH request: our ID, certificates
+// and AUTH (none for an EAP client), and the first child's proposal.
+func (sa *SA) sendAuthRequest(childName string, idi *ike.Identification, res *provider.AuthResult, onResponse func([]ike.Payload) error) {
+	remote := sa.Conn.Remote
 	ps := []ike.Payload{idi}
 	for _, c := range res.Certs {
 		ps = append(ps, &ike.Certificate{Encoding: 4, Data: c})
@@ -101,20 +115,29 @@ func (sa *SA) childConfig(name string) *Child {
 	return nil
 }
 
-// verifyPeer checks the peer's ID and AUTH.
-func (sa *SA) verifyPeer(ps []ike.Payload, peerIsInitiator bool) (class, reason string) {
+// peerCheck is a prepared check of the peer's AUTH: the request is built
+// on the SA, and Verify, which may fetch OCSP answers or CRLs, runs through
+// Env.Offload.
+type peerCheck struct {
+	auth   provider.Authenticator
+	req    *provider.AuthRequest
+	method ike.AuthMethod
+}
+
+// preparePeerCheck checks the peer's ID and prepares the check of its AUTH.
+func (sa *SA) preparePeerCheck(ps []ike.Payload, peerIsInitiator bool) (_ *peerCheck, class, reason string) {
 	id := ike.GetID(ps, peerIsInitiator)
 	a := ike.Get[*ike.Authentication](ps)
 	if id == nil || a == nil {
-		return "malformed", "peer's IKE_AUTH lacks ID or AUTH"
+		return nil, "malformed", "peer's IKE_AUTH lacks ID or AUTH"
 	}
 	want := sa.Conn.Remote.ID
 	if len(want.Data) > 0 && (uint8(id.IDType) != want.Type || !bytes.Equal(id.Data, want.Data)) {
-		return "auth", fmt.Sprintf("peer identity %s %q does not match the configured remote identity %q", id.IDType, id.Data, want.Data)
+		return nil, "auth", fmt.Sprintf("peer identity %s %q does not match the configured remote identity %q", id.IDType, id.Data, want.Data)
 	}
 	auth, ok := sa.env.Auth[sa.Conn.Remote.Method]
 	if !ok {
-		return "auth", fmt.Sprintf("no authenticator for method %q", sa.Conn.Remote.Method)
+		return nil, "auth", fmt.Sprintf("no authenticator for method %q", sa.Conn.Remote.Method)
 	}
 	role := provider.Responder
 	if peerIsInitiator {
@@ -128,10 +151,31 @@ func (sa *SA) verifyPeer(ps []ike.Payload, peerIsInitiator bool) (class, reason 
 			req.Certs = append(req.Certs, c.Data)
 		}
 	}
-	if err := auth.Verify(ctx(), req); err != nil {
-		return "auth", fmt.Sprintf("peer's AUTH (%s) did not verify: %v", a.Method, err)
+	return &peerCheck{auth: auth, req: req, method: a.Method}, "", ""
+}
+
+func (c *peerCheck) run() (class, reason string) {
+	if err := c.auth.Verify(ctx(), c.req); err != nil {
+		return "auth", fmt.Sprintf("peer's AUTH (%s) did not verify: %v", c.method, err)
 	}
 	return "", ""
+}
+
+// verifyPeerThen checks the peer's ID and AUTH off the engine lock and
+// hands the outcome to then (not called if the SA died meanwhile).
+func (sa *SA) verifyPeerThen(ps []ike.Payload, peerIsInitiator bool, then func(class, reason string)) {
+	check, class, reason := sa.preparePeerCheck(ps, peerIsInitiator)
+	if check == nil {
+		then(class, reason)
+		return
+	}
+	sa.env.offload(sa, func() {
+		class, reason = check.run()
+	}, func() {
+		if !sa.dead {
+			then(class, reason)
+		}
+	})
 }
 
 func (sa *SA) handleAuthResponse(ps []ike.Payload) error {
@@ -144,18 +188,19 @@ func (sa *SA) handleAuthResponse(ps []ike.Payload) error {
 		sa.fail("auth", "peer rejected our authentication (AUTHENTICATION_FAILED); check both sides' identities and secrets")
 		return errFatal
 	}
-	if class, reason := sa.verifyPeer(ps, false); class != "" {
-		if ex.child != nil {
-			ex.child.uninstall(sa.env)
+	sa.verifyPeerThen(ps, false, func(class, reason string) {
+		if class != "" {
+			if ex.child != nil {
+				ex.child.uninstall(sa.env)
+			}
+			// The IKE SA is not established from our side: tell the peer.
+			sa.deleteUnestablished()
+			sa.fail(class, reason)
+			return
 		}
-		// The IKE SA is not established from our side: tell the peer.
-		sa.queueRequest(&request{exchange: ike.INFORMATIONAL, payloads: []ike.Payload{&ike.Delete{Protocol: ike.ProtoIKE}},
-			onResponse: func([]ike.Payload) error { return nil }})
-		sa.fail(class, reason)
-		return errFatal
-	}
-	sa.peerMobike = ike.FindNotify(ps, ike.NotifyMobikeSupported) != nil
-	sa.initiatorAuthComplete(ex, ps)
+		sa.peerMobike = ike.FindNotify(ps, ike.NotifyMobikeSupported) != nil
+		sa.initiatorAuthComplete(ex, ps)
+	})
 	return nil
 }
 
@@ -194,35 +239,50 @@ func (sa *SA) handleAuthRequest(id uint32, ps []ike.Payload) {
 		sa.startEAPServer(id, ps)
 		return
 	}
-	if class, reason := sa.verifyPeer(ps, true); class != "" {
+	reject := func(class, reason string) {
 		sa.respond(ike.IKE_AUTH, id, []ike.Payload{&ike.Notify{NotifyType: ike.NotifyAuthenticationFailed}})
 		sa.fail(class, reason)
+	}
+	check, class, reason := sa.preparePeerCheck(ps, true)
+	if check == nil {
+		reject(class, reason)
 		return
 	}
-	local, remote := sa.Conn.Local, sa.Conn.Remote
+	local := sa.Conn.Local
 	peerID := ike.GetID(ps, true)
 	idr := idPayload(false, local.ID)
 	auth, ok := sa.env.Auth[local.Method]
 	if !ok {
-		sa.respond(ike.IKE_AUTH, id, []ike.Payload{&ike.Notify{NotifyType: ike.NotifyAuthenticationFailed}})
-		sa.fail("auth", fmt.Sprintf("no authenticator for method %q", local.Method))
+		reject("auth", fmt.Sprintf("no authenticator for method %q", local.Method))
 		return
 	}
-	res, err := auth.Make(ctx(), sa.authRequest(provider.Responder, local.ID,
-		provider.Identity{Type: uint8(peerID.IDType), Data: slices.Clone(peerID.Data)}, sa.signedOctets(false, idr.SignedBody())))
-	if err != nil {
-		sa.respond(ike.IKE_AUTH, id, []ike.Payload{&ike.Notify{NotifyType: ike.NotifyAuthenticationFailed}})
-		sa.fail("auth", fmt.Sprintf("making our AUTH failed: %v", err))
-		return
-	}
-	_ = remote
-	out := []ike.Payload{idr}
-	for _, c := range res.Certs {
-		out = append(out, &ike.Certificate{Encoding: 4, Data: c})
-	}
-	out = append(out, &ike.Authentication{Method: ike.AuthMethod(res.Method), Data: res.Data})
-	sa.peerMobike = ike.FindNotify(ps, ike.NotifyMobikeSupported) != nil
-	sa.responderAuthComplete(id, ps, out)
+	makeReq := sa.authRequest(provider.Responder, local.ID,
+		provider.Identity{Type: uint8(peerID.IDType), Data: slices.Clone(peerID.Data)}, sa.signedOctets(false, idr.SignedBody()))
+	// Verify (OCSP, CRLs) and Make (a keystore signature) may wait: they
+	// run off the engine's lock, one after the other.
+	var res *provider.AuthResult
+	var err error
+	sa.env.offload(sa, func() {
+		if class, reason = check.run(); class == "" {
+			res, err = auth.Make(ctx(), makeReq)
+		}
+	}, func() {
+		switch {
+		case sa.dead:
+		case class != "":
+			reject(class, reason)
+		case err != nil:
+			reject("auth", fmt.Sprintf("making our AUTH failed: %v", err))
+		default:
+			out := []ike.Payload{idr}
+			for _, c := range res.Certs {
+				out = append(out, &ike.Certificate{Encoding: 4, Data: c})
+			}
+			out = append(out, &ike.Authentication{Method: ike.AuthMethod(res.Method), Data: res.Data})
+			sa.peerMobike = ike.FindNotify(ps, ike.NotifyMobikeSupported) != nil
+			sa.responderAuthComplete(id, ps, out)
+		}
+	})
 }
 
 // responderAuthComplete sends the last IKE_AUTH response (out: our AUTH and

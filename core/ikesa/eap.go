@@ -131,20 +131,36 @@ func (sa *SA) handleEAPFirstResponse(ps []ike.Payload) error {
 		return sa.eapClientFail("peer's IKE_AUTH response has no ID or EAP payload: it does not run EAP with us")
 	}
 	if ike.Get[*ike.Authentication](ps) != nil {
-		if class, reason := sa.verifyPeer(ps, false); class != "" {
-			sa.deleteUnestablished()
-			return sa.eapClientFailClass(class, reason)
-		}
-	} else if !st.eapOnly {
+		// The server's AUTH is checked before we say anything in EAP.
+		sa.verifyPeerThen(ps, false, func(class, reason string) {
+			if class != "" {
+				sa.deleteUnestablished()
+				sa.eapClientFailClass(class, reason)
+				return
+			}
+			sa.startEAPClient(ps, idr, e)
+		})
+		return nil
+	}
+	if !st.eapOnly {
 		return sa.eapClientFail("peer sent no AUTH before EAP, but EAP-only authentication (RFC 5998) is not configured: set remote auth to the EAP method to allow it")
 	} else if want := sa.Conn.Remote.ID; len(want.Data) > 0 && (uint8(idr.IDType) != want.Type || string(idr.Data) != string(want.Data)) {
 		return sa.eapClientFail(fmt.Sprintf("peer identity %s %q does not match the configured remote identity %q", idr.IDType, idr.Data, want.Data))
 	}
+	sa.startEAPClient(ps, idr, e)
+	return nil
+}
+
+// startEAPClient begins our side of the conversation with the server's
+// first request e, once its identity (and AUTH) checked out.
+func (sa *SA) startEAPClient(ps []ike.Payload, idr *ike.Identification, e *ike.EAP) {
+	st := sa.eap
 	st.idrBody = idr.SignedBody()
 	st.peerMobike = ike.FindNotify(ps, ike.NotifyMobikeSupported) != nil
 	ea, err := sa.eapAuthenticator(sa.Conn.Local.Method)
 	if err != nil {
-		return sa.eapClientFail(err.Error())
+		sa.eapClientFail(err.Error())
+		return
 	}
 	req := &provider.EAPRequest{Connection: sa.Conn.Name, Method: sa.Conn.Local.Method, LocalID: sa.Conn.Local.ID,
 		RemoteID: provider.Identity{Type: uint8(idr.IDType), Data: idr.Data}}
@@ -166,7 +182,6 @@ func (sa *SA) handleEAPFirstResponse(ps []ike.Payload) error {
 		}
 		sa.eapClientStep(first)
 	})
-	return nil
 }
 
 // eapClientStep answers one EAP packet from the server.
@@ -286,23 +301,16 @@ func (sa *SA) startEAPServer(id uint32, ps []ike.Payload) {
 	}
 	idr := idPayload(false, local.ID)
 	st.idrBody = idr.SignedBody()
-	out := []ike.Payload{idr}
+	var auth provider.Authenticator
+	var makeReq *provider.AuthRequest
 	if !st.eapOnly {
-		auth, ok := sa.env.Auth[local.Method]
-		if !ok {
+		var ok bool
+		if auth, ok = sa.env.Auth[local.Method]; !ok {
 			reject("auth", fmt.Sprintf("no authenticator for method %q", local.Method))
 			return
 		}
-		res, err := auth.Make(ctx(), sa.authRequest(provider.Responder, local.ID,
-			provider.Identity{Type: uint8(idi.IDType), Data: idi.Data}, sa.signedOctets(false, st.idrBody)))
-		if err != nil {
-			reject("auth", fmt.Sprintf("making our AUTH failed: %v", err))
-			return
-		}
-		for _, c := range res.Certs {
-			out = append(out, &ike.Certificate{Encoding: 4, Data: c})
-		}
-		out = append(out, &ike.Authentication{Method: ike.AuthMethod(res.Method), Data: res.Data})
+		makeReq = sa.authRequest(provider.Responder, local.ID,
+			provider.Identity{Type: uint8(idi.IDType), Data: idi.Data}, sa.signedOctets(false, st.idrBody))
 	}
 	sa.eap = st
 	req := &provider.EAPRequest{Connection: sa.Conn.Name, Method: sa.Conn.Remote.Method, Server: true,
@@ -310,7 +318,14 @@ func (sa *SA) startEAPServer(id uint32, ps []ike.Payload) {
 	st.busy = true
 	var session provider.EAPSession
 	var step *provider.EAPStep
+	var res *provider.AuthResult
+	var makeErr error
 	sa.env.offload(sa, func() {
+		if auth != nil {
+			if res, makeErr = auth.Make(ctx(), makeReq); makeErr != nil {
+				return
+			}
+		}
 		if session, err = ea.StartEAP(ctx(), req); err == nil {
 			step, err = session.Step(ctx(), nil)
 		}
@@ -319,6 +334,11 @@ func (sa *SA) startEAPServer(id uint32, ps []ike.Payload) {
 		st.session = session
 		if sa.dead || sa.eap != st {
 			st.close()
+			return
+		}
+		if makeErr != nil {
+			st.close()
+			reject("auth", fmt.Sprintf("making our AUTH failed: %v", makeErr))
 			return
 		}
 		if err == nil && (step == nil || step.Done) {
@@ -332,6 +352,13 @@ func (sa *SA) startEAPServer(id uint32, ps []ike.Payload) {
 			st.close()
 			reject("auth", fmt.Sprintf("starting EAP (%s) failed: %v", sa.Conn.Remote.Method, err))
 			return
+		}
+		out := []ike.Payload{idr}
+		if res != nil {
+			for _, c := range res.Certs {
+				out = append(out, &ike.Certificate{Encoding: 4, Data: c})
+			}
+			out = append(out, &ike.Authentication{Method: ike.AuthMethod(res.Method), Data: res.Data})
 		}
 		sa.respond(ike.IKE_AUTH, id, append(out, p))
 	})

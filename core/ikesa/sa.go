@@ -443,6 +443,12 @@ func (sa *SA) HandleMessage(m *ike.Message, local, remote netip.AddrPort) {
 		return
 	}
 	if id != sa.nextPeerID {
+		if id+1 == sa.nextPeerID && sa.lastRespID != id {
+			// A retransmit of the request whose answer is still being
+			// made (its AUTH or EAP step runs off the engine lock).
+			sa.env.Stats.Drop("retransmitted-request")
+			return
+		}
 		sa.env.Stats.Drop("message-id")
 		return
 	}
