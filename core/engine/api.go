@@ -314,11 +314,13 @@ func (e *Engine) Rekey(ctx context.Context, conn, child string) error {
 	}
 }
 
-// Snapshot lists every IKE SA with its Child SAs.
+// Snapshot lists every IKE SA with its Child SAs. The SAs are read under
+// the lock; their counters come afterwards in one dataplane call, so a
+// large table does not hold the engine for an RPC per child.
 func (e *Engine) Snapshot() []IKESAInfo {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	var out []IKESAInfo
+	var keys []provider.SAKey
 	for _, sa := range e.sas {
 		if sa.Dead() {
 			continue
@@ -331,12 +333,9 @@ func (e *Engine) Snapshot() []IKESAInfo {
 		}
 		for _, c := range sa.Children {
 			in, outKey := c.SAKeys()
-			cnt, err := e.cfg.Dataplane.Counters(context.Background(), []provider.SAKey{in, outKey})
+			keys = append(keys, in, outKey)
 			ci := ChildSAInfo{Name: c.Config.Name, State: c.State.String(), Mode: c.Mode.String(), Proposal: c.Suite.String(),
 				SPIIn: fmt.Sprintf("%08x", c.SPIIn), SPIOut: fmt.Sprintf("%08x", c.SPIOut)}
-			if err == nil && len(cnt) == 2 {
-				ci.BytesIn, ci.PacketsIn, ci.BytesOut, ci.PacketsOut = cnt[0].Bytes, cnt[0].Packets, cnt[1].Bytes, cnt[1].Packets
-			}
 			for _, t := range c.LocalTS {
 				ci.LocalTS = append(ci.LocalTS, ts.Format(t))
 			}
@@ -347,6 +346,8 @@ func (e *Engine) Snapshot() []IKESAInfo {
 		}
 		out = append(out, info)
 	}
+	e.mu.Unlock()
+	e.fillCounters(out, keys)
 	slices.SortFunc(out, func(a, b IKESAInfo) int {
 		if a.Name != b.Name {
 			if a.Name < b.Name {
@@ -443,4 +444,33 @@ func routeSource(remote netip.Addr) netip.Addr {
 	}
 	defer c.Close()
 	return c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
+}
+
+// fillCounters sets the children's counters from the dataplane, keys being
+// each child's inbound and outbound SA in order. One call serves all; if
+// it fails (an SA went away since the lock was released) each child is
+// asked on its own and one that fails keeps zero counters.
+func (e *Engine) fillCounters(out []IKESAInfo, keys []provider.SAKey) {
+	if len(keys) == 0 {
+		return
+	}
+	ctx := context.Background()
+	cnt, err := e.cfg.Dataplane.Counters(ctx, keys)
+	batch := err == nil && len(cnt) == len(keys)
+	i := 0
+	for si := range out {
+		for ci := range out[si].Children {
+			c := &out[si].Children[ci]
+			pair := []provider.Counters(nil)
+			if batch {
+				pair = cnt[i : i+2]
+			} else if one, err := e.cfg.Dataplane.Counters(ctx, keys[i:i+2]); err == nil && len(one) == 2 {
+				pair = one
+			}
+			if pair != nil {
+				c.BytesIn, c.PacketsIn, c.BytesOut, c.PacketsOut = pair[0].Bytes, pair[0].Packets, pair[1].Bytes, pair[1].Packets
+			}
+			i += 2
+		}
+	}
 }
