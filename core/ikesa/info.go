@@ -59,6 +59,10 @@ func (sa *SA) handleInformational(id uint32, ps []ike.Payload) {
 	if len(ours) > 0 {
 		out = append(out, &ike.Delete{Protocol: ike.ProtoESP, SPIs: ours})
 	}
+	if c := ike.FindNotify(ps, ike.NotifyCookie2); c != nil {
+		// RFC 4555 §3.8: the return routability check's cookie comes back.
+		out = append(out, &ike.Notify{NotifyType: ike.NotifyCookie2, Data: c.Data})
+	}
 	sa.respond(ike.INFORMATIONAL, id, out)
 }
 

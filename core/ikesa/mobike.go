@@ -1,6 +1,7 @@
 package ikesa
 
 import (
+	"bytes"
 	"errors"
 	"net/netip"
 
@@ -22,9 +23,20 @@ func (sa *SA) UpdateAddress(local netip.Addr) error {
 	}
 	sa.Local = netip.AddrPortFrom(local, sa.Local.Port())
 	sa.logger().Info("moving IKE SA to a new address (MOBIKE)", "local", sa.Local)
+	// COOKIE2 (RFC 4555 §3.8): the answer must echo it, which shows that
+	// the peer is reachable at the address we now use.
+	cookie := make([]byte, 16)
+	sa.env.randReader().Read(cookie)
 	ps := []ike.Payload{&ike.Notify{NotifyType: ike.NotifyUpdateSaAddresses}}
 	ps = append(ps, sa.initNotifies()[:2]...) // NAT_DETECTION_SOURCE/DESTINATION_IP
-	r := &request{exchange: ike.INFORMATIONAL, payloads: ps, onResponse: func([]ike.Payload) error {
+	ps = append(ps, &ike.Notify{NotifyType: ike.NotifyCookie2, Data: cookie})
+	r := &request{exchange: ike.INFORMATIONAL, payloads: ps, onResponse: func(resp []ike.Payload) error {
+		if c := ike.FindNotify(resp, ike.NotifyCookie2); c == nil || !bytes.Equal(c.Data, cookie) {
+			sa.env.Stats.Drop("cookie2-mismatch")
+			sa.logger().Info("MOBIKE address update not confirmed: the answer does not echo our COOKIE2; closing the IKE SA")
+			sa.destroy("MOBIKE return routability check failed (COOKIE2)")
+			return errFatal
+		}
 		for _, c := range sa.Children {
 			if c.State == ChildInstalled {
 				if err := sa.startCreateChild(c.Config, c); err != nil {
