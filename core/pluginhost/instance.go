@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -44,6 +45,9 @@ type instance struct {
 	log              *slog.Logger
 	stderr           *tailWriter
 	dataplane        *Dataplane // dataplane plugins only
+	// configured counts Configure calls; caches of what a plugin said
+	// (public keys) are dropped when it changes.
+	configured atomic.Uint64
 
 	mu         sync.Mutex
 	proc       *plugin.Client
@@ -237,6 +241,7 @@ func (i *instance) configure(ctx context.Context, js []byte) error {
 	i.mu.Lock()
 	i.configJSON = js
 	i.mu.Unlock()
+	defer i.configured.Add(1)
 	kc, err := i.current()
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/veil-ipsec/veil/sdk/base"
@@ -13,6 +14,15 @@ import (
 // keyStore adapts a keystore plugin to provider.KeyStore.
 type keyStore struct {
 	inst *instance
+
+	// pubs caches public keys by reference for the plugin process (from)
+	// and configuration (gen) that gave them, so a handshake's Signer
+	// costs no round trip; a restarted or reconfigured plugin is asked
+	// again.
+	mu   sync.Mutex
+	from *keystore.Client
+	gen  uint64
+	pubs map[string]crypto.PublicKey
 }
 
 func (k *keyStore) client() (*keystore.Client, error) {
@@ -39,21 +49,41 @@ func (k *keyStore) Secret(ctx context.Context, ref string) ([]byte, error) {
 	return s, nil
 }
 
-// Signer fetches the public key now; each Sign goes to the plugin over its
-// multiplexed stream, so the private key stays in the plugin.
+// maxCachedPublicKeys bounds the cache (references come from the
+// configuration, so a few; the bound only guards against a runaway caller).
+const maxCachedPublicKeys = 4096
+
+// Signer fetches the public key (once per plugin process); each Sign goes
+// to the plugin over its multiplexed stream, so the private key stays in
+// the plugin.
 func (k *keyStore) Signer(ctx context.Context, ref string) (crypto.Signer, error) {
 	start := time.Now()
 	c, err := k.client()
 	if err != nil {
 		return nil, err
 	}
+	gen := k.inst.configured.Load()
+	k.mu.Lock()
+	if k.from != c || k.gen != gen {
+		k.from, k.gen, k.pubs = c, gen, map[string]crypto.PublicKey{}
+	}
+	pub, ok := k.pubs[ref]
+	k.mu.Unlock()
+	if ok {
+		return &remoteSigner{ks: k, ref: ref, pub: pub}, nil
+	}
 	ctx, cancel := k.inst.h.callContext(ctx)
 	defer cancel()
-	pub, err := c.Public(ctx, ref)
+	pub, err = c.Public(ctx, ref)
 	k.inst.h.observe(base.KindKeystore, k.inst.name, "public", start, err)
 	if err != nil {
 		return nil, callError(base.KindKeystore, k.inst.name, "public key "+ref, start, err)
 	}
+	k.mu.Lock()
+	if k.from == c && k.gen == gen && len(k.pubs) < maxCachedPublicKeys {
+		k.pubs[ref] = pub
+	}
+	k.mu.Unlock()
 	return &remoteSigner{ks: k, ref: ref, pub: pub}, nil
 }
 
