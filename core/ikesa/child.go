@@ -360,8 +360,28 @@ func (sa *SA) installChild(c *ChildSA, shared []byte) error {
 		}
 		return x
 	}
-	in := mk(true)
 	c.inDst, c.outDst = sa.Local.Addr(), sa.Remote.Addr()
+	var policies []*provider.Policy
+	// On a rekey the old SA's policies (same ReqID) pass to this one when it goes.
+	if old := c.rekeyOf; old == nil || old.policies == nil {
+		policies = sa.childPolicies(c, remoteTS)
+	}
+	if ci, ok := sa.env.Dataplane.(provider.ChildInstaller); ok {
+		// One call for everything (one plugin round trip), all or nothing.
+		in, out := mk(true), mk(false)
+		err = ci.InstallChild(ctx(), []*provider.ChildSA{in, out}, policies)
+		clear(in.EncKey)
+		clear(in.IntegKey)
+		clear(out.EncKey)
+		clear(out.IntegKey)
+		if err != nil {
+			return err
+		}
+		c.installedIn, c.installedOut = true, true
+		c.policies = append(c.policies, policies...)
+		return nil
+	}
+	in := mk(true)
 	err = sa.env.Dataplane.InstallSA(ctx(), in)
 	clear(in.EncKey)
 	clear(in.IntegKey)
@@ -377,9 +397,19 @@ func (sa *SA) installChild(c *ChildSA, shared []byte) error {
 		return err
 	}
 	c.installedOut = true
-	if old := c.rekeyOf; old != nil && old.policies != nil {
-		return nil // the old SA's policies (same ReqID) pass to this one when it goes
+	for _, p := range policies {
+		if err := sa.env.Dataplane.InstallPolicy(ctx(), p); err != nil {
+			return err
+		}
+		c.policies = append(c.policies, p)
 	}
+	return nil
+}
+
+// childPolicies are the policies of a new Child SA: out and in (and fwd in
+// tunnel mode) for each pair of traffic selectors.
+func (sa *SA) childPolicies(c *ChildSA, remoteTS []provider.TrafficSelector) []*provider.Policy {
+	var out []*provider.Policy
 	for _, l := range c.LocalTS {
 		for _, r := range remoteTS {
 			dirs := []provider.Direction{provider.Out, provider.In}
@@ -392,14 +422,11 @@ func (sa *SA) installChild(c *ChildSA, shared []byte) error {
 				if d != provider.Out {
 					p.TmplSrc, p.TmplDst = sa.Remote.Addr(), sa.Local.Addr()
 				}
-				if err := sa.env.Dataplane.InstallPolicy(ctx(), p); err != nil {
-					return err
-				}
-				c.policies = append(c.policies, p)
+				out = append(out, p)
 			}
 		}
 	}
-	return nil
+	return out
 }
 
 func childLifetimes(cfg *Child) (soft, hard provider.Lifetime) {

@@ -25,7 +25,10 @@ type Dataplane struct {
 	hooks    []func(ctx context.Context)
 }
 
-var _ provider.Dataplane = (*Dataplane)(nil)
+var (
+	_ provider.Dataplane      = (*Dataplane)(nil)
+	_ provider.ChildInstaller = (*Dataplane)(nil)
+)
 
 func newDataplane(inst *instance) *Dataplane {
 	return &Dataplane{inst: inst, sas: make(map[provider.SAKey]*dataplane.ChildSA),
@@ -143,6 +146,42 @@ func (d *Dataplane) InstallSA(ctx context.Context, sa *provider.ChildSA) error {
 		zeroKeys(old)
 	}
 	d.sas[provider.SAKey{Dst: sa.Dst, SPI: sa.SPI}] = s
+	d.mu.Unlock()
+	return nil
+}
+
+// InstallChild installs a Child SA's SAs and policies in one call (one
+// streamed round trip with a protocol version 2 plugin) and records them
+// all once the plugin has them.
+func (d *Dataplane) InstallChild(ctx context.Context, sas []*provider.ChildSA, policies []*provider.Policy) error {
+	dsas := make([]*dataplane.ChildSA, len(sas))
+	for i, sa := range sas {
+		dsas[i] = childSA(sa)
+	}
+	dpols := make([]*dataplane.Policy, len(policies))
+	for i, p := range policies {
+		dpols[i] = policy(p)
+	}
+	err := d.call(ctx, "install child", func(ctx context.Context, c *dataplane.Client) error {
+		return c.InstallChild(ctx, dsas, dpols)
+	})
+	if err != nil {
+		for _, sa := range dsas {
+			zeroKeys(sa)
+		}
+		return err
+	}
+	d.mu.Lock()
+	for _, s := range dsas {
+		k := provider.SAKey{Dst: s.Dst, SPI: s.SPI}
+		if old := d.sas[k]; old != nil && old != s {
+			zeroKeys(old)
+		}
+		d.sas[k] = s
+	}
+	for _, p := range dpols {
+		d.policies[dataplane.KeyOf(p)] = p
+	}
 	d.mu.Unlock()
 	return nil
 }

@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"os/exec"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -75,15 +77,38 @@ func newInstance(h *Host, kind, name, path string) *instance {
 	}
 }
 
-func pluginSet(kind string) plugin.PluginSet {
+// pluginSets are the protocol versions the host speaks for kind, each
+// with its plugin set; go-plugin picks the highest the plugin also serves.
+func pluginSets(kind string) map[int]plugin.PluginSet {
 	switch kind {
 	case base.KindAuth:
-		return auth.PluginSet(nil)
+		return map[int]plugin.PluginSet{base.ProtocolVersion: auth.PluginSet(nil)}
 	case base.KindKeystore:
-		return keystore.PluginSet(nil)
+		return map[int]plugin.PluginSet{base.ProtocolVersion: keystore.PluginSet(nil)}
 	default:
-		return dataplane.PluginSet(nil)
+		sets := map[int]plugin.PluginSet{}
+		for _, v := range dataplane.ProtocolVersions {
+			sets[v] = dataplane.PluginSetVersion(nil, v)
+		}
+		return sets
 	}
+}
+
+// versionList names the versions in sets ("1" or "1 and 2").
+func versionList(sets map[int]plugin.PluginSet) string {
+	ns := make([]int, 0, len(sets))
+	for v := range sets {
+		ns = append(ns, v)
+	}
+	sort.Ints(ns)
+	vs := make([]string, len(ns))
+	for i, v := range ns {
+		vs[i] = strconv.Itoa(v)
+	}
+	if len(vs) == 1 {
+		return "version " + vs[0]
+	}
+	return "versions " + strings.Join(vs[:len(vs)-1], ", ") + " and " + vs[len(vs)-1]
 }
 
 // launch starts the process, dispenses the kind's client and checks the
@@ -100,9 +125,10 @@ func (i *instance) launch(ctx context.Context) (*plugin.Client, kindClient, base
 	cmd.Env = []string{plugin.EnvUnixSocketDir + "=" + i.h.sockDir}
 	// A plugin must not outlive a daemon that died without stopping it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	sets := pluginSets(i.kind)
 	proc := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  base.Handshake,
-		VersionedPlugins: map[int]plugin.PluginSet{base.ProtocolVersion: pluginSet(i.kind)},
+		VersionedPlugins: sets,
 		Cmd:              cmd,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
@@ -118,8 +144,8 @@ func (i *instance) launch(ctx context.Context) (*plugin.Client, kindClient, base
 	if err != nil {
 		proc.Kill()
 		if strings.Contains(err.Error(), "incompatible API version") {
-			return nil, nil, base.Info{}, fmt.Errorf("%s plugin %q speaks another plugin protocol version than veild (which speaks version %d): %v",
-				i.kind, i.name, base.ProtocolVersion, err)
+			return nil, nil, base.Info{}, fmt.Errorf("%s plugin %q speaks another plugin protocol version than veild (which speaks %s for %s plugins): %v",
+				i.kind, i.name, versionList(sets), i.kind, err)
 		}
 		return nil, nil, base.Info{}, fmt.Errorf("starting %s plugin %q: %w%s", i.kind, i.name, err, i.stderr.tailSuffix())
 	}

@@ -7,44 +7,136 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/veil-ipsec/veil/sdk/base"
+	"github.com/veil-ipsec/veil/sdk/internal/mux"
 	pb "github.com/veil-ipsec/veil/sdk/proto"
 )
 
 // Client is the host's side of a dataplane plugin, safe for concurrent use.
-// Calls are unary: they happen per SA, not per handshake or packet.
+// From protocol version 2 on, a handshake's calls (AllocateSPI,
+// InstallChild) travel on one multiplexed stream; the rest (deletes,
+// counters, re-installs after a restart) are unary: they are per SA
+// lifetime or per operator request, not per handshake.
 type Client struct {
 	*base.Client
-	rpc pb.DataplaneClient
+	rpc    pb.DataplaneClient
+	stream *mux.Client[pb.DataplaneCall, pb.DataplaneReply, pb.DataplaneCalls, pb.DataplaneReplies] // nil: version 1
 	// DroppedEvents counts malformed events from the plugin, dropped.
 	DroppedEvents atomic.Uint64
 	// Logger, when set, reports dropped events.
 	Logger *slog.Logger
 }
 
-// NewClient returns a dataplane client on conn.
+// NewClient returns a protocol version 1 client on conn: every call unary.
 func NewClient(conn grpc.ClientConnInterface) *Client {
 	return &Client{Client: base.NewClient(conn), rpc: pb.NewDataplaneClient(conn)}
+}
+
+// NewStreamClient returns a protocol version 2 client on conn, with its
+// stream open.
+func NewStreamClient(conn grpc.ClientConnInterface) (*Client, error) {
+	c := NewClient(conn)
+	s, err := mux.NewClient(func(ctx context.Context) (mux.ClientStream[pb.DataplaneCalls, pb.DataplaneReplies], error) {
+		return c.rpc.Stream(ctx)
+	}, streamCodec)
+	if err != nil {
+		return nil, fmt.Errorf("opening dataplane stream: %w", err)
+	}
+	c.stream = s
+	return c, nil
+}
+
+// Version is the protocol version the client speaks.
+func (c *Client) Version() int {
+	if c.stream == nil {
+		return 1
+	}
+	return 2
+}
+
+// Done is closed when the stream has ended (the plugin went away); nil,
+// never ready, for a version 1 client.
+func (c *Client) Done() <-chan struct{} {
+	if c.stream == nil {
+		return nil
+	}
+	return c.stream.Done()
+}
+
+// Close ends the stream.
+func (c *Client) Close() {
+	if c.stream != nil {
+		c.stream.Close()
+	}
+}
+
+// do runs one call on the stream and turns the plugin's error text into
+// an error.
+func (c *Client) do(ctx context.Context, build func(*pb.DataplaneCall)) (*pb.DataplaneReply, error) {
+	r, err := c.stream.Do(ctx, func(id uint64, timeout time.Duration) *pb.DataplaneCall {
+		call := &pb.DataplaneCall{Id: id, TimeoutMs: millis(timeout)}
+		build(call)
+		return call
+	})
+	if err != nil {
+		return nil, err
+	}
+	if r.GetError() != "" {
+		return nil, remoteError(r.GetError())
+	}
+	return r, nil
+}
+
+// InstallChild installs a Child SA's SAs, then its policies, all or none
+// (see ChildInstaller): one streamed call from version 2 on, else unary
+// calls in order with a rollback on failure.
+func (c *Client) InstallChild(ctx context.Context, sas []*ChildSA, policies []*Policy) error {
+	if c.stream == nil {
+		return installSteps(ctx, c, sas, policies)
+	}
+	req := &pb.InstallChildRequest{}
+	for _, sa := range sas {
+		req.Sas = append(req.Sas, saToProto(sa))
+	}
+	for _, p := range policies {
+		req.Policies = append(req.Policies, policyToProto(p))
+	}
+	_, err := c.do(ctx, func(call *pb.DataplaneCall) {
+		call.Op = &pb.DataplaneCall_InstallChild{InstallChild: req}
+	})
+	return err
 }
 
 // ErrInvalidReply wraps every rejection of a plugin's malformed answer.
 var ErrInvalidReply = errors.New("dataplane plugin returned an invalid reply")
 
 func (c *Client) AllocateSPI(ctx context.Context, src, dst netip.Addr) (uint32, error) {
-	r, err := c.rpc.AllocateSPI(ctx, &pb.AllocateSPIRequest{Src: addrToProto(src), Dst: addrToProto(dst)})
-	if err != nil {
-		return 0, plainError(err)
+	req := &pb.AllocateSPIRequest{Src: addrToProto(src), Dst: addrToProto(dst)}
+	var spi uint32
+	if c.stream != nil {
+		r, err := c.do(ctx, func(call *pb.DataplaneCall) { call.Op = &pb.DataplaneCall_AllocateSpi{AllocateSpi: req} })
+		if err != nil {
+			return 0, err
+		}
+		spi = r.GetSpi()
+	} else {
+		r, err := c.rpc.AllocateSPI(ctx, req)
+		if err != nil {
+			return 0, plainError(err)
+		}
+		spi = r.GetSpi()
 	}
 	// SPIs 1-255 are reserved by IANA (RFC 4303 §2.1); 0 means none.
-	if r.GetSpi() < 256 {
-		return 0, fmt.Errorf("%w: SPI %d is reserved", ErrInvalidReply, r.GetSpi())
+	if spi < 256 {
+		return 0, fmt.Errorf("%w: SPI %d is reserved", ErrInvalidReply, spi)
 	}
-	return r.GetSpi(), nil
+	return spi, nil
 }
 
 func (c *Client) InstallSA(ctx context.Context, sa *ChildSA) error {
@@ -126,11 +218,21 @@ func plainError(err error) error {
 		return nil
 	}
 	if s, ok := status.FromError(err); ok && s.Code() == codes.Unknown {
-		msg := s.Message()
-		if len(msg) > 1024 {
-			msg = msg[:1024] + "..."
-		}
-		return errors.New(msg)
+		return remoteError(s.Message())
 	}
 	return err
+}
+
+func remoteError(msg string) error {
+	if len(msg) > MaxErrorLen {
+		msg = msg[:MaxErrorLen] + "..."
+	}
+	return errors.New(msg)
+}
+
+func millis(d time.Duration) uint32 {
+	if d <= 0 {
+		return 0
+	}
+	return uint32(min(max(d.Milliseconds(), 1), 1<<31))
 }

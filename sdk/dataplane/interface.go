@@ -149,3 +149,13 @@ type Dataplane interface {
 	// Events delivers events until ctx ends; the channel is then closed.
 	Events(ctx context.Context) (<-chan Event, error)
 }
+
+// ChildInstaller may be implemented by a Dataplane that can install a
+// Child SA's SAs and policies in one step (one netlink batch, one table
+// swap). InstallChild installs the SAs, then the policies, each list in
+// order; it installs all or, on an error, none. Without it the SDK calls
+// InstallSA and InstallPolicy in that order and on a failure deletes what
+// it had installed.
+type ChildInstaller interface {
+	InstallChild(ctx context.Context, sas []*ChildSA, policies []*Policy) error
+}

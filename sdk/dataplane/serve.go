@@ -11,17 +11,28 @@ func Serve(impl Dataplane) {
 	plugin.Serve(ServeConfig(impl))
 }
 
-// ServeConfig is Serve's go-plugin configuration.
+// ServeConfig is Serve's go-plugin configuration: every protocol version
+// in ProtocolVersions, so older hosts keep working.
 func ServeConfig(impl Dataplane) *plugin.ServeConfig {
+	sets := map[int]plugin.PluginSet{}
+	for _, v := range ProtocolVersions {
+		sets[v] = PluginSetVersion(impl, v)
+	}
 	return &plugin.ServeConfig{
 		HandshakeConfig:  base.Handshake,
-		VersionedPlugins: map[int]plugin.PluginSet{ProtocolVersion: PluginSet(impl)},
+		VersionedPlugins: sets,
 		GRPCServer:       plugin.DefaultGRPCServer,
 	}
 }
 
-// PluginSet is the go-plugin plugin set of a dataplane plugin; the host
-// passes PluginSet(nil).
+// PluginSet is the go-plugin plugin set of a dataplane plugin at
+// ProtocolVersion; the host passes PluginSet(nil).
 func PluginSet(impl Dataplane) plugin.PluginSet {
-	return plugin.PluginSet{PluginName: &GRPCPlugin{Impl: impl}}
+	return PluginSetVersion(impl, ProtocolVersion)
+}
+
+// PluginSetVersion is the plugin set for protocol version v: the host's
+// client uses the stream only from version 2 on.
+func PluginSetVersion(impl Dataplane, v int) plugin.PluginSet {
+	return plugin.PluginSet{PluginName: &GRPCPlugin{Impl: impl, Version: v}}
 }

@@ -937,6 +937,307 @@ func (x *Event) GetNewPort() uint32 {
 	return 0
 }
 
+// Protocol version 2: a handshake's calls (AllocateSPI, InstallChild)
+// travel on one multiplexed stream (see Auth.Stream), and a Child SA's SAs
+// and policies go in one InstallChild.
+type InstallChildRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sas           []*ChildSA             `protobuf:"bytes,1,rep,name=sas,proto3" json:"sas,omitempty"`           // installed first, in order
+	Policies      []*Policy              `protobuf:"bytes,2,rep,name=policies,proto3" json:"policies,omitempty"` // then these, in order
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InstallChildRequest) Reset() {
+	*x = InstallChildRequest{}
+	mi := &file_dataplane_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InstallChildRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InstallChildRequest) ProtoMessage() {}
+
+func (x *InstallChildRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dataplane_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InstallChildRequest.ProtoReflect.Descriptor instead.
+func (*InstallChildRequest) Descriptor() ([]byte, []int) {
+	return file_dataplane_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *InstallChildRequest) GetSas() []*ChildSA {
+	if x != nil {
+		return x.Sas
+	}
+	return nil
+}
+
+func (x *InstallChildRequest) GetPolicies() []*Policy {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+type DataplaneCall struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Id        uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	TimeoutMs uint32                 `protobuf:"varint,2,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	// Types that are valid to be assigned to Op:
+	//
+	//	*DataplaneCall_AllocateSpi
+	//	*DataplaneCall_InstallChild
+	Op            isDataplaneCall_Op `protobuf_oneof:"op"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DataplaneCall) Reset() {
+	*x = DataplaneCall{}
+	mi := &file_dataplane_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DataplaneCall) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DataplaneCall) ProtoMessage() {}
+
+func (x *DataplaneCall) ProtoReflect() protoreflect.Message {
+	mi := &file_dataplane_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DataplaneCall.ProtoReflect.Descriptor instead.
+func (*DataplaneCall) Descriptor() ([]byte, []int) {
+	return file_dataplane_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *DataplaneCall) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *DataplaneCall) GetTimeoutMs() uint32 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+func (x *DataplaneCall) GetOp() isDataplaneCall_Op {
+	if x != nil {
+		return x.Op
+	}
+	return nil
+}
+
+func (x *DataplaneCall) GetAllocateSpi() *AllocateSPIRequest {
+	if x != nil {
+		if x, ok := x.Op.(*DataplaneCall_AllocateSpi); ok {
+			return x.AllocateSpi
+		}
+	}
+	return nil
+}
+
+func (x *DataplaneCall) GetInstallChild() *InstallChildRequest {
+	if x != nil {
+		if x, ok := x.Op.(*DataplaneCall_InstallChild); ok {
+			return x.InstallChild
+		}
+	}
+	return nil
+}
+
+type isDataplaneCall_Op interface {
+	isDataplaneCall_Op()
+}
+
+type DataplaneCall_AllocateSpi struct {
+	AllocateSpi *AllocateSPIRequest `protobuf:"bytes,3,opt,name=allocate_spi,json=allocateSpi,proto3,oneof"`
+}
+
+type DataplaneCall_InstallChild struct {
+	InstallChild *InstallChildRequest `protobuf:"bytes,4,opt,name=install_child,json=installChild,proto3,oneof"`
+}
+
+func (*DataplaneCall_AllocateSpi) isDataplaneCall_Op() {}
+
+func (*DataplaneCall_InstallChild) isDataplaneCall_Op() {}
+
+type DataplaneReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Error         string                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	Spi           uint32                 `protobuf:"varint,3,opt,name=spi,proto3" json:"spi,omitempty"` // allocate_spi
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DataplaneReply) Reset() {
+	*x = DataplaneReply{}
+	mi := &file_dataplane_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DataplaneReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DataplaneReply) ProtoMessage() {}
+
+func (x *DataplaneReply) ProtoReflect() protoreflect.Message {
+	mi := &file_dataplane_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DataplaneReply.ProtoReflect.Descriptor instead.
+func (*DataplaneReply) Descriptor() ([]byte, []int) {
+	return file_dataplane_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *DataplaneReply) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *DataplaneReply) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *DataplaneReply) GetSpi() uint32 {
+	if x != nil {
+		return x.Spi
+	}
+	return 0
+}
+
+type DataplaneCalls struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Calls         []*DataplaneCall       `protobuf:"bytes,1,rep,name=calls,proto3" json:"calls,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DataplaneCalls) Reset() {
+	*x = DataplaneCalls{}
+	mi := &file_dataplane_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DataplaneCalls) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DataplaneCalls) ProtoMessage() {}
+
+func (x *DataplaneCalls) ProtoReflect() protoreflect.Message {
+	mi := &file_dataplane_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DataplaneCalls.ProtoReflect.Descriptor instead.
+func (*DataplaneCalls) Descriptor() ([]byte, []int) {
+	return file_dataplane_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *DataplaneCalls) GetCalls() []*DataplaneCall {
+	if x != nil {
+		return x.Calls
+	}
+	return nil
+}
+
+type DataplaneReplies struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Replies       []*DataplaneReply      `protobuf:"bytes,1,rep,name=replies,proto3" json:"replies,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DataplaneReplies) Reset() {
+	*x = DataplaneReplies{}
+	mi := &file_dataplane_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DataplaneReplies) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DataplaneReplies) ProtoMessage() {}
+
+func (x *DataplaneReplies) ProtoReflect() protoreflect.Message {
+	mi := &file_dataplane_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DataplaneReplies.ProtoReflect.Descriptor instead.
+func (*DataplaneReplies) Descriptor() ([]byte, []int) {
+	return file_dataplane_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *DataplaneReplies) GetReplies() []*DataplaneReply {
+	if x != nil {
+		return x.Replies
+	}
+	return nil
+}
+
 var File_dataplane_proto protoreflect.FileDescriptor
 
 const file_dataplane_proto_rawDesc = "" +
@@ -1019,7 +1320,25 @@ const file_dataplane_proto_rawDesc = "" +
 	"\x06policy\x18\x04 \x01(\v2\x16.veil.plugin.v1.PolicyR\x06policy\x12\x12\n" +
 	"\x04addr\x18\x05 \x01(\fR\x04addr\x12\x17\n" +
 	"\aaddr_up\x18\x06 \x01(\bR\x06addrUp\x12\x19\n" +
-	"\bnew_port\x18\a \x01(\rR\anewPort2\xd3\x03\n" +
+	"\bnew_port\x18\a \x01(\rR\anewPort\"t\n" +
+	"\x13InstallChildRequest\x12)\n" +
+	"\x03sas\x18\x01 \x03(\v2\x17.veil.plugin.v1.ChildSAR\x03sas\x122\n" +
+	"\bpolicies\x18\x02 \x03(\v2\x16.veil.plugin.v1.PolicyR\bpolicies\"\xd9\x01\n" +
+	"\rDataplaneCall\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x02 \x01(\rR\ttimeoutMs\x12G\n" +
+	"\fallocate_spi\x18\x03 \x01(\v2\".veil.plugin.v1.AllocateSPIRequestH\x00R\vallocateSpi\x12J\n" +
+	"\rinstall_child\x18\x04 \x01(\v2#.veil.plugin.v1.InstallChildRequestH\x00R\finstallChildB\x04\n" +
+	"\x02op\"H\n" +
+	"\x0eDataplaneReply\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x14\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\x12\x10\n" +
+	"\x03spi\x18\x03 \x01(\rR\x03spi\"E\n" +
+	"\x0eDataplaneCalls\x123\n" +
+	"\x05calls\x18\x01 \x03(\v2\x1d.veil.plugin.v1.DataplaneCallR\x05calls\"L\n" +
+	"\x10DataplaneReplies\x128\n" +
+	"\areplies\x18\x01 \x03(\v2\x1e.veil.plugin.v1.DataplaneReplyR\areplies2\xa3\x04\n" +
 	"\tDataplane\x12S\n" +
 	"\vAllocateSPI\x12\".veil.plugin.v1.AllocateSPIRequest\x1a .veil.plugin.v1.AllocateSPIReply\x12;\n" +
 	"\tInstallSA\x12\x17.veil.plugin.v1.ChildSA\x1a\x15.veil.plugin.v1.Empty\x128\n" +
@@ -1027,7 +1346,8 @@ const file_dataplane_proto_rawDesc = "" +
 	"\rInstallPolicy\x12\x16.veil.plugin.v1.Policy\x1a\x15.veil.plugin.v1.Empty\x12=\n" +
 	"\fDeletePolicy\x12\x16.veil.plugin.v1.Policy\x1a\x15.veil.plugin.v1.Empty\x12A\n" +
 	"\bCounters\x12\x16.veil.plugin.v1.SAKeys\x1a\x1d.veil.plugin.v1.CountersReply\x128\n" +
-	"\x06Events\x12\x15.veil.plugin.v1.Empty\x1a\x15.veil.plugin.v1.Event0\x01B/Z-github.com/veil-ipsec/veil/sdk/proto;pluginpbb\x06proto3"
+	"\x06Events\x12\x15.veil.plugin.v1.Empty\x1a\x15.veil.plugin.v1.Event0\x01\x12N\n" +
+	"\x06Stream\x12\x1e.veil.plugin.v1.DataplaneCalls\x1a .veil.plugin.v1.DataplaneReplies(\x010\x01B/Z-github.com/veil-ipsec/veil/sdk/proto;pluginpbb\x06proto3"
 
 var (
 	file_dataplane_proto_rawDescOnce sync.Once
@@ -1041,21 +1361,26 @@ func file_dataplane_proto_rawDescGZIP() []byte {
 	return file_dataplane_proto_rawDescData
 }
 
-var file_dataplane_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_dataplane_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_dataplane_proto_goTypes = []any{
-	(*TrafficSelector)(nil),    // 0: veil.plugin.v1.TrafficSelector
-	(*Lifetime)(nil),           // 1: veil.plugin.v1.Lifetime
-	(*UDPEncap)(nil),           // 2: veil.plugin.v1.UDPEncap
-	(*ChildSA)(nil),            // 3: veil.plugin.v1.ChildSA
-	(*SAKey)(nil),              // 4: veil.plugin.v1.SAKey
-	(*Policy)(nil),             // 5: veil.plugin.v1.Policy
-	(*AllocateSPIRequest)(nil), // 6: veil.plugin.v1.AllocateSPIRequest
-	(*AllocateSPIReply)(nil),   // 7: veil.plugin.v1.AllocateSPIReply
-	(*SAKeys)(nil),             // 8: veil.plugin.v1.SAKeys
-	(*Counters)(nil),           // 9: veil.plugin.v1.Counters
-	(*CountersReply)(nil),      // 10: veil.plugin.v1.CountersReply
-	(*Event)(nil),              // 11: veil.plugin.v1.Event
-	(*Empty)(nil),              // 12: veil.plugin.v1.Empty
+	(*TrafficSelector)(nil),     // 0: veil.plugin.v1.TrafficSelector
+	(*Lifetime)(nil),            // 1: veil.plugin.v1.Lifetime
+	(*UDPEncap)(nil),            // 2: veil.plugin.v1.UDPEncap
+	(*ChildSA)(nil),             // 3: veil.plugin.v1.ChildSA
+	(*SAKey)(nil),               // 4: veil.plugin.v1.SAKey
+	(*Policy)(nil),              // 5: veil.plugin.v1.Policy
+	(*AllocateSPIRequest)(nil),  // 6: veil.plugin.v1.AllocateSPIRequest
+	(*AllocateSPIReply)(nil),    // 7: veil.plugin.v1.AllocateSPIReply
+	(*SAKeys)(nil),              // 8: veil.plugin.v1.SAKeys
+	(*Counters)(nil),            // 9: veil.plugin.v1.Counters
+	(*CountersReply)(nil),       // 10: veil.plugin.v1.CountersReply
+	(*Event)(nil),               // 11: veil.plugin.v1.Event
+	(*InstallChildRequest)(nil), // 12: veil.plugin.v1.InstallChildRequest
+	(*DataplaneCall)(nil),       // 13: veil.plugin.v1.DataplaneCall
+	(*DataplaneReply)(nil),      // 14: veil.plugin.v1.DataplaneReply
+	(*DataplaneCalls)(nil),      // 15: veil.plugin.v1.DataplaneCalls
+	(*DataplaneReplies)(nil),    // 16: veil.plugin.v1.DataplaneReplies
+	(*Empty)(nil),               // 17: veil.plugin.v1.Empty
 }
 var file_dataplane_proto_depIdxs = []int32{
 	2,  // 0: veil.plugin.v1.ChildSA.encap:type_name -> veil.plugin.v1.UDPEncap
@@ -1069,25 +1394,33 @@ var file_dataplane_proto_depIdxs = []int32{
 	9,  // 8: veil.plugin.v1.CountersReply.counters:type_name -> veil.plugin.v1.Counters
 	4,  // 9: veil.plugin.v1.Event.sa:type_name -> veil.plugin.v1.SAKey
 	5,  // 10: veil.plugin.v1.Event.policy:type_name -> veil.plugin.v1.Policy
-	6,  // 11: veil.plugin.v1.Dataplane.AllocateSPI:input_type -> veil.plugin.v1.AllocateSPIRequest
-	3,  // 12: veil.plugin.v1.Dataplane.InstallSA:input_type -> veil.plugin.v1.ChildSA
-	4,  // 13: veil.plugin.v1.Dataplane.DeleteSA:input_type -> veil.plugin.v1.SAKey
-	5,  // 14: veil.plugin.v1.Dataplane.InstallPolicy:input_type -> veil.plugin.v1.Policy
-	5,  // 15: veil.plugin.v1.Dataplane.DeletePolicy:input_type -> veil.plugin.v1.Policy
-	8,  // 16: veil.plugin.v1.Dataplane.Counters:input_type -> veil.plugin.v1.SAKeys
-	12, // 17: veil.plugin.v1.Dataplane.Events:input_type -> veil.plugin.v1.Empty
-	7,  // 18: veil.plugin.v1.Dataplane.AllocateSPI:output_type -> veil.plugin.v1.AllocateSPIReply
-	12, // 19: veil.plugin.v1.Dataplane.InstallSA:output_type -> veil.plugin.v1.Empty
-	12, // 20: veil.plugin.v1.Dataplane.DeleteSA:output_type -> veil.plugin.v1.Empty
-	12, // 21: veil.plugin.v1.Dataplane.InstallPolicy:output_type -> veil.plugin.v1.Empty
-	12, // 22: veil.plugin.v1.Dataplane.DeletePolicy:output_type -> veil.plugin.v1.Empty
-	10, // 23: veil.plugin.v1.Dataplane.Counters:output_type -> veil.plugin.v1.CountersReply
-	11, // 24: veil.plugin.v1.Dataplane.Events:output_type -> veil.plugin.v1.Event
-	18, // [18:25] is the sub-list for method output_type
-	11, // [11:18] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	3,  // 11: veil.plugin.v1.InstallChildRequest.sas:type_name -> veil.plugin.v1.ChildSA
+	5,  // 12: veil.plugin.v1.InstallChildRequest.policies:type_name -> veil.plugin.v1.Policy
+	6,  // 13: veil.plugin.v1.DataplaneCall.allocate_spi:type_name -> veil.plugin.v1.AllocateSPIRequest
+	12, // 14: veil.plugin.v1.DataplaneCall.install_child:type_name -> veil.plugin.v1.InstallChildRequest
+	13, // 15: veil.plugin.v1.DataplaneCalls.calls:type_name -> veil.plugin.v1.DataplaneCall
+	14, // 16: veil.plugin.v1.DataplaneReplies.replies:type_name -> veil.plugin.v1.DataplaneReply
+	6,  // 17: veil.plugin.v1.Dataplane.AllocateSPI:input_type -> veil.plugin.v1.AllocateSPIRequest
+	3,  // 18: veil.plugin.v1.Dataplane.InstallSA:input_type -> veil.plugin.v1.ChildSA
+	4,  // 19: veil.plugin.v1.Dataplane.DeleteSA:input_type -> veil.plugin.v1.SAKey
+	5,  // 20: veil.plugin.v1.Dataplane.InstallPolicy:input_type -> veil.plugin.v1.Policy
+	5,  // 21: veil.plugin.v1.Dataplane.DeletePolicy:input_type -> veil.plugin.v1.Policy
+	8,  // 22: veil.plugin.v1.Dataplane.Counters:input_type -> veil.plugin.v1.SAKeys
+	17, // 23: veil.plugin.v1.Dataplane.Events:input_type -> veil.plugin.v1.Empty
+	15, // 24: veil.plugin.v1.Dataplane.Stream:input_type -> veil.plugin.v1.DataplaneCalls
+	7,  // 25: veil.plugin.v1.Dataplane.AllocateSPI:output_type -> veil.plugin.v1.AllocateSPIReply
+	17, // 26: veil.plugin.v1.Dataplane.InstallSA:output_type -> veil.plugin.v1.Empty
+	17, // 27: veil.plugin.v1.Dataplane.DeleteSA:output_type -> veil.plugin.v1.Empty
+	17, // 28: veil.plugin.v1.Dataplane.InstallPolicy:output_type -> veil.plugin.v1.Empty
+	17, // 29: veil.plugin.v1.Dataplane.DeletePolicy:output_type -> veil.plugin.v1.Empty
+	10, // 30: veil.plugin.v1.Dataplane.Counters:output_type -> veil.plugin.v1.CountersReply
+	11, // 31: veil.plugin.v1.Dataplane.Events:output_type -> veil.plugin.v1.Event
+	16, // 32: veil.plugin.v1.Dataplane.Stream:output_type -> veil.plugin.v1.DataplaneReplies
+	25, // [25:33] is the sub-list for method output_type
+	17, // [17:25] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_dataplane_proto_init() }
@@ -1096,13 +1429,17 @@ func file_dataplane_proto_init() {
 		return
 	}
 	file_base_proto_init()
+	file_dataplane_proto_msgTypes[13].OneofWrappers = []any{
+		(*DataplaneCall_AllocateSpi)(nil),
+		(*DataplaneCall_InstallChild)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dataplane_proto_rawDesc), len(file_dataplane_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

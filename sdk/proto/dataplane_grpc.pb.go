@@ -29,6 +29,7 @@ const (
 	Dataplane_DeletePolicy_FullMethodName  = "/veil.plugin.v1.Dataplane/DeletePolicy"
 	Dataplane_Counters_FullMethodName      = "/veil.plugin.v1.Dataplane/Counters"
 	Dataplane_Events_FullMethodName        = "/veil.plugin.v1.Dataplane/Events"
+	Dataplane_Stream_FullMethodName        = "/veil.plugin.v1.Dataplane/Stream"
 )
 
 // DataplaneClient is the client API for Dataplane service.
@@ -42,6 +43,8 @@ type DataplaneClient interface {
 	DeletePolicy(ctx context.Context, in *Policy, opts ...grpc.CallOption) (*Empty, error)
 	Counters(ctx context.Context, in *SAKeys, opts ...grpc.CallOption) (*CountersReply, error)
 	Events(ctx context.Context, in *Empty, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Event], error)
+	// Stream (version 2) multiplexes AllocateSPI and InstallChild.
+	Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[DataplaneCalls, DataplaneReplies], error)
 }
 
 type dataplaneClient struct {
@@ -131,6 +134,19 @@ func (c *dataplaneClient) Events(ctx context.Context, in *Empty, opts ...grpc.Ca
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Dataplane_EventsClient = grpc.ServerStreamingClient[Event]
 
+func (c *dataplaneClient) Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[DataplaneCalls, DataplaneReplies], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Dataplane_ServiceDesc.Streams[1], Dataplane_Stream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[DataplaneCalls, DataplaneReplies]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Dataplane_StreamClient = grpc.BidiStreamingClient[DataplaneCalls, DataplaneReplies]
+
 // DataplaneServer is the server API for Dataplane service.
 // All implementations must embed UnimplementedDataplaneServer
 // for forward compatibility.
@@ -142,6 +158,8 @@ type DataplaneServer interface {
 	DeletePolicy(context.Context, *Policy) (*Empty, error)
 	Counters(context.Context, *SAKeys) (*CountersReply, error)
 	Events(*Empty, grpc.ServerStreamingServer[Event]) error
+	// Stream (version 2) multiplexes AllocateSPI and InstallChild.
+	Stream(grpc.BidiStreamingServer[DataplaneCalls, DataplaneReplies]) error
 	mustEmbedUnimplementedDataplaneServer()
 }
 
@@ -172,6 +190,9 @@ func (UnimplementedDataplaneServer) Counters(context.Context, *SAKeys) (*Counter
 }
 func (UnimplementedDataplaneServer) Events(*Empty, grpc.ServerStreamingServer[Event]) error {
 	return status.Errorf(codes.Unimplemented, "method Events not implemented")
+}
+func (UnimplementedDataplaneServer) Stream(grpc.BidiStreamingServer[DataplaneCalls, DataplaneReplies]) error {
+	return status.Errorf(codes.Unimplemented, "method Stream not implemented")
 }
 func (UnimplementedDataplaneServer) mustEmbedUnimplementedDataplaneServer() {}
 func (UnimplementedDataplaneServer) testEmbeddedByValue()                   {}
@@ -313,6 +334,13 @@ func _Dataplane_Events_Handler(srv interface{}, stream grpc.ServerStream) error 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Dataplane_EventsServer = grpc.ServerStreamingServer[Event]
 
+func _Dataplane_Stream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(DataplaneServer).Stream(&grpc.GenericServerStream[DataplaneCalls, DataplaneReplies]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Dataplane_StreamServer = grpc.BidiStreamingServer[DataplaneCalls, DataplaneReplies]
+
 // Dataplane_ServiceDesc is the grpc.ServiceDesc for Dataplane service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -350,6 +378,12 @@ var Dataplane_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "Events",
 			Handler:       _Dataplane_Events_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "Stream",
+			Handler:       _Dataplane_Stream_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "dataplane.proto",
