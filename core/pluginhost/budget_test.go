@@ -1,6 +1,7 @@
 package pluginhost
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -9,13 +10,20 @@ import (
 	"encoding/pem"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/zclconf/go-cty/cty"
+
+	"github.com/veil-ipsec/veil/core/provider"
+	"github.com/veil-ipsec/veil/sdk/dataplane"
 )
 
 // callCounter counts plugin calls by "kind/method" (Options.OnCall).
@@ -101,4 +109,106 @@ func TestSignerPublicKeyCached(t *testing.T) {
 	if _, err := ks.Signer(ctx, "file:/nonexistent/key.pem"); err == nil {
 		t.Error("Signer of a missing key file succeeded")
 	}
+}
+
+// A child's SAs and policies reach the plugin in one InstallChild, all or
+// none: with a protocol version 2 plugin as one streamed call, with a
+// version 1 plugin (built with an older SDK) as unary calls in order.
+func TestInstallChildBothVersions(t *testing.T) {
+	for _, tc := range []struct {
+		mode    string
+		version int
+	}{{"dataplane", 2}, {"dataplane-v1", 1}} {
+		t.Run(tc.mode, func(t *testing.T) {
+			t.Setenv("VEIL_TESTPLUGIN", tc.mode)
+			h, calls := newCountingHost(t)
+			ctx := context.Background()
+			if err := h.Start(ctx, "dataplane", "test", testPluginBin); err != nil {
+				t.Fatal(err)
+			}
+			state := filepath.Join(t.TempDir(), "state.json")
+			if err := h.Configure(ctx, "dataplane", "test", cty.ObjectVal(map[string]cty.Value{"state_file": cty.StringVal(state)})); err != nil {
+				t.Fatal(err)
+			}
+			inst, _ := h.instance("dataplane", "test")
+			kc, err := inst.current()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v := kc.(*dataplane.Client).Version(); v != tc.version {
+				t.Fatalf("negotiated protocol version %d, want %d", v, tc.version)
+			}
+			dp, _ := h.Dataplane("test")
+			local, remote := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+			child := func(reqID uint32) ([]*provider.ChildSA, []*provider.Policy) {
+				spiIn, err := dp.AllocateSPI(ctx, remote, local)
+				if err != nil {
+					t.Fatal(err)
+				}
+				sa := func(spi uint32, src, dst netip.Addr, in bool) *provider.ChildSA {
+					return &provider.ChildSA{ReqID: reqID, SPI: spi, Inbound: in, Src: src, Dst: dst, Mode: provider.Tunnel,
+						Encryption: "aes-gcm-16", EncKey: bytes.Repeat([]byte{7}, 20)}
+				}
+				l, r := provider.TrafficSelector{Start: netip.MustParseAddr("10.1.0.0"), End: netip.MustParseAddr("10.1.255.255"), EndPort: 65535},
+					provider.TrafficSelector{Start: netip.MustParseAddr("10.2.0.0"), End: netip.MustParseAddr("10.2.0.0"), EndPort: 65535}
+				var pols []*provider.Policy
+				for _, d := range []provider.Direction{provider.Out, provider.In, provider.Fwd} {
+					pols = append(pols, &provider.Policy{ReqID: reqID, Dir: d, Action: provider.Protect, Local: l, Remote: r,
+						Mode: provider.Tunnel, TmplSrc: local, TmplDst: remote})
+				}
+				return []*provider.ChildSA{sa(spiIn, remote, local, true), sa(0x10000+reqID, local, remote, false)}, pols
+			}
+			sas, pols := child(1)
+			if err := dp.InstallChild(ctx, sas, pols); err != nil {
+				t.Fatal(err)
+			}
+			gotSAs, gotPols := dataplaneState(t, state)
+			sort.Strings(gotSAs)
+			if len(gotSAs) != 2 || gotPols != 3 {
+				t.Fatalf("plugin has SAs %v and %d policies, want 2 and 3", gotSAs, gotPols)
+			}
+			if n, p := dp.Installed(); n != 2 || p != 3 {
+				t.Errorf("host recorded %d SAs and %d policies, want 2 and 3", n, p)
+			}
+			// A refused policy: the plugin keeps nothing of that child, and
+			// neither does the host's record (so a restart does not bring
+			// it back).
+			sas, pols = child(666)
+			pols[0].Local.Start = netip.MustParseAddr("10.3.0.0") // not to replace child 1's policies
+			err = dp.InstallChild(ctx, sas, pols)
+			if err == nil || !strings.Contains(err.Error(), "policy refused by the test plugin") {
+				t.Fatalf("InstallChild with a refused policy: %v", err)
+			}
+			if s, p := dataplaneState(t, state); !slices.Equal(sorted(s), gotSAs) || p != 3 {
+				t.Errorf("after a refused child the plugin has SAs %v and %d policies, want %v and 3", s, p, gotSAs)
+			}
+			if n, p := dp.Installed(); n != 2 || p != 3 {
+				t.Errorf("after a refused child the host recorded %d SAs and %d policies, want 2 and 3", n, p)
+			}
+			if n := calls.get("dataplane/install child"); n != 2 {
+				t.Errorf("%d install child calls, want 2", n)
+			}
+		})
+	}
+}
+
+// A dataplane plugin of an unknown protocol version does not start, and
+// the error names its version and the ones veild speaks.
+func TestDataplaneVersionMismatch(t *testing.T) {
+	t.Setenv("VEIL_TESTPLUGIN", "dataplane-v3")
+	h, _ := newCountingHost(t)
+	err := h.Start(context.Background(), "dataplane", "future", testPluginBin)
+	if err == nil {
+		t.Fatal("a dataplane plugin of protocol version 3 started")
+	}
+	for _, want := range []string{"Plugin version: 3", "versions 1 and 2"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %q", err, want)
+		}
+	}
+}
+
+func sorted(s []string) []string {
+	sort.Strings(s)
+	return s
 }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/veil-ipsec/veil/sdk/base"
 	"github.com/veil-ipsec/veil/sdk/internal/mux"
@@ -23,11 +25,23 @@ type GRPCPlugin struct {
 	Version int
 }
 
-// GRPCServer registers the Base and Dataplane services.
+// GRPCServer registers the Base and Dataplane services; at version 1
+// without the stream, exactly as such a plugin served them.
 func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
 	pb.RegisterBaseServer(s, &base.Server{Impl: p.Impl})
-	pb.RegisterDataplaneServer(s, &server{impl: p.Impl})
+	if p.Version == 1 {
+		pb.RegisterDataplaneServer(s, v1Server{&server{impl: p.Impl}})
+	} else {
+		pb.RegisterDataplaneServer(s, &server{impl: p.Impl})
+	}
 	return nil
+}
+
+// v1Server is the version 1 service: no stream.
+type v1Server struct{ *server }
+
+func (v1Server) Stream(grpc.BidiStreamingServer[pb.DataplaneCalls, pb.DataplaneReplies]) error {
+	return status.Error(codes.Unimplemented, "dataplane protocol version 1 has no stream")
 }
 
 // GRPCClient returns a *Client: from version 2 on with its stream open.

@@ -6,6 +6,10 @@
 //	             with req id 999 makes it emit a soft expire for that SA;
 //	             subscribing to events first delivers malformed events, then
 //	             one valid address change.
+//	             A policy with req id 666 is refused.
+//	dataplane-v1 the same, serving only dataplane protocol version 1 (a
+//	             plugin built with an SDK before version 2).
+//	dataplane-v3 a dataplane plugin speaking only protocol version 3.
 //	bad-version  an auth plugin speaking plugin protocol version 2.
 //	garbage      an auth plugin whose Make answers break the rules
 //	             (chosen by the request's connection name) and whose
@@ -41,6 +45,15 @@ func main() {
 	switch mode := os.Getenv("VEIL_TESTPLUGIN"); mode {
 	case "dataplane":
 		dataplane.Serve(newDataplane())
+	case "dataplane-v1", "dataplane-v3":
+		v := map[string]int{"dataplane-v1": 1, "dataplane-v3": 3}[mode]
+		hs := base.Handshake
+		hs.ProtocolVersion = uint(v)
+		plugin.Serve(&plugin.ServeConfig{
+			HandshakeConfig:  hs,
+			VersionedPlugins: map[int]plugin.PluginSet{v: dataplane.PluginSetVersion(newDataplane(), v)},
+			GRPCServer:       plugin.DefaultGRPCServer,
+		})
 	case "bad-version":
 		hs := base.Handshake
 		hs.ProtocolVersion = 2
@@ -163,6 +176,13 @@ func (d *testDataplane) InstallSA(ctx context.Context, sa *dataplane.ChildSA) er
 		d.Emit(dataplane.Event{Kind: dataplane.SoftExpire, ReqID: 999, SA: dataplane.SAKey{Dst: sa.Dst, SPI: sa.SPI}})
 	}
 	return nil
+}
+
+func (d *testDataplane) InstallPolicy(ctx context.Context, p *dataplane.Policy) error {
+	if p.ReqID == 666 {
+		return errors.New("policy refused by the test plugin")
+	}
+	return d.Mock.InstallPolicy(ctx, p)
 }
 
 func (d *testDataplane) Events(ctx context.Context) (<-chan dataplane.Event, error) {
