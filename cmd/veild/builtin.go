@@ -15,6 +15,7 @@ import (
 	"github.com/veil-ipsec/veil/core/pluginhost"
 	"github.com/veil-ipsec/veil/core/provider"
 	"github.com/veil-ipsec/veil/core/version"
+	"github.com/veil-ipsec/veil/plugins/auth/eap"
 	"github.com/veil-ipsec/veil/plugins/auth/psk"
 	"github.com/veil-ipsec/veil/plugins/auth/x509"
 	"github.com/veil-ipsec/veil/plugins/dataplane/adapt"
@@ -27,6 +28,7 @@ import (
 // builtinPlugins are the plugins bundled in veild. Each runs in its own
 // process ("veild plugin KIND NAME"), supervised by the daemon.
 var builtinPlugins = pluginhost.Builtins{
+	"auth/eap":            func() any { return eap.New() },
 	"auth/psk":            func() any { return psk.New() },
 	"auth/x509":           func() any { return x509.New() },
 	"keystore/file":       func() any { return file.New() },
