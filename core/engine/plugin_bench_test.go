@@ -75,20 +75,27 @@ func BenchmarkResponderPlugins(b *testing.B) {
 	pki := newBenchPKI(b)
 	var inProcess float64
 	b.Run("InProcess", func(b *testing.B) {
-		inProcess = benchResponder(b, pki, false)
+		inProcess = benchResponder(b, pki, false, false)
 	})
-	b.Run("Plugins", func(b *testing.B) {
-		out := benchResponder(b, pki, true)
-		if inProcess > 0 {
-			rpc := out - inProcess
-			b.ReportMetric(rpc, "rpc-us")
-			b.ReportMetric(100*rpc/(inProcess/2+rpc), "rpc-%")
-		}
-	})
+	for _, tc := range []struct {
+		name      string
+		localSign bool
+	}{{"Plugins", false}, {"PluginsLocalSign", true}} {
+		b.Run(tc.name, func(b *testing.B) {
+			out := benchResponder(b, pki, true, tc.localSign)
+			if inProcess > 0 {
+				rpc := out - inProcess
+				b.ReportMetric(rpc, "rpc-us")
+				b.ReportMetric(100*rpc/(inProcess/2+rpc), "rpc-%")
+			}
+		})
+	}
 }
 
 // benchResponder runs b.N handshakes and returns CPU us per handshake.
-func benchResponder(b *testing.B, pki *benchPKI, plugins bool) float64 {
+// localSign has the host sign with the file keystore in its own process
+// (pluginhost.Options.LocalKeystores).
+func benchResponder(b *testing.B, pki *benchPKI, plugins, localSign bool) float64 {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	n := transport.NewNetwork()
@@ -106,8 +113,12 @@ func benchResponder(b *testing.B, pki *benchPKI, plugins bool) float64 {
 		verifier provider.Authenticator
 	)
 	if plugins {
-		host, err := pluginhost.New(pluginhost.Options{Executable: os.Args[0],
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), OnCall: count})
+		opts := pluginhost.Options{Executable: os.Args[0],
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), OnCall: count}
+		if localSign {
+			opts.LocalKeystores = map[string]keystore.Store{"file": file.New()}
+		}
+		host, err := pluginhost.New(opts)
 		if err != nil {
 			b.Fatal(err)
 		}

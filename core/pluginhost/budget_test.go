@@ -3,9 +3,11 @@ package pluginhost
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
 	"io"
@@ -23,7 +25,9 @@ import (
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/veil-ipsec/veil/core/provider"
+	"github.com/veil-ipsec/veil/plugins/keystore/file"
 	"github.com/veil-ipsec/veil/sdk/dataplane"
+	"github.com/veil-ipsec/veil/sdk/keystore"
 )
 
 // callCounter counts plugin calls by "kind/method" (Options.OnCall).
@@ -47,10 +51,14 @@ func (c *callCounter) get(key string) int {
 	return c.n[key]
 }
 
-func newCountingHost(t *testing.T) (*Host, *callCounter) {
+func newCountingHost(t *testing.T, local ...map[string]keystore.Store) (*Host, *callCounter) {
 	t.Helper()
 	calls := &callCounter{}
-	h, err := New(Options{Executable: os.Args[0], Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), OnCall: calls.observe})
+	opts := Options{Executable: os.Args[0], Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), OnCall: calls.observe}
+	if len(local) > 0 {
+		opts.LocalKeystores = local[0]
+	}
+	h, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,6 +116,57 @@ func TestSignerPublicKeyCached(t *testing.T) {
 	}
 	if _, err := ks.Signer(ctx, "file:/nonexistent/key.pem"); err == nil {
 		t.Error("Signer of a missing key file succeeded")
+	}
+}
+
+// With the file keystore in LocalKeystores, veild signs in its own process:
+// no plugin call per signature, the key file's current key after a
+// Configure, and secrets still from the plugin.
+func TestLocalKeystoreSigns(t *testing.T) {
+	h, calls := newCountingHost(t, map[string]keystore.Store{"file": file.New()})
+	ctx := context.Background()
+	if err := h.Start(ctx, "keystore", "file", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Configure(ctx, "keystore", "file", cty.EmptyObjectVal); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "key.pem")
+	ks, _ := h.KeyStore("file")
+	digest := sha256.Sum256([]byte("signed octets"))
+	for range 2 {
+		key := writeECKey(t, path)
+		if err := h.Configure(ctx, "keystore", "file", cty.EmptyObjectVal); err != nil {
+			t.Fatal(err)
+		}
+		s, err := ks.Signer(ctx, "file:"+path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sig, err := s.Sign(rand.Reader, digest[:], crypto.SHA256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ecdsa.VerifyASN1(&key.PublicKey, digest[:], sig) || !key.PublicKey.Equal(s.Public()) {
+			t.Fatal("signature or public key is not the key file's current key")
+		}
+	}
+	if n := calls.get("keystore/sign") + calls.get("keystore/public"); n != 0 {
+		t.Errorf("%d keystore plugin calls for local signatures, want 0", n)
+	}
+	secretPath := filepath.Join(dir, "psk")
+	if err := os.WriteFile(secretPath, []byte("a secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if sec, err := ks.Secret(ctx, "file:"+secretPath); err != nil || string(sec) != "a secret" {
+		t.Fatalf("Secret = %q, %v", sec, err)
+	}
+	if calls.get("keystore/secret") != 1 {
+		t.Error("Secret did not go to the plugin")
+	}
+	if _, err := ks.Signer(ctx, "file:"+filepath.Join(dir, "missing.pem")); err == nil || !strings.Contains(err.Error(), "missing.pem") {
+		t.Errorf("Signer of a missing key file: %v", err)
 	}
 }
 

@@ -30,6 +30,7 @@ import (
 
 	"github.com/veil-ipsec/veil/core/provider"
 	"github.com/veil-ipsec/veil/sdk/base"
+	"github.com/veil-ipsec/veil/sdk/keystore"
 )
 
 // Options tune a Host; zero values take the defaults in brackets.
@@ -54,6 +55,13 @@ type Options struct {
 	// OnCall, if set, is told about every call to a plugin (the daemon
 	// feeds its latency histogram from it).
 	OnCall func(kind, name, method string, d time.Duration, err error)
+	// LocalKeystores, by name, are bundled keystores whose signatures the
+	// host makes in its own process. The file keystore's key files are
+	// readable by veild anyway, so another process isolates nothing there,
+	// while its round trip would cost a responder more CPU than the
+	// signature itself. Each is configured along with its plugin; Secret
+	// and everything else still go to the plugin.
+	LocalKeystores map[string]keystore.Store
 }
 
 func (o *Options) setDefaults() error {
@@ -193,7 +201,23 @@ func (h *Host) Configure(ctx context.Context, kind, name string, v cty.Value) er
 			return fmt.Errorf("encoding config of %s plugin %q: %w", kind, name, err)
 		}
 	}
-	return inst.configure(ctx, js)
+	if err := inst.configure(ctx, js); err != nil {
+		return err
+	}
+	if local := h.localKeystore(inst); local != nil {
+		if err := local.Configure(ctx, js); err != nil {
+			return fmt.Errorf("keystore %q (in process) rejected its config: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// localKeystore is the in-process copy of a bundled keystore, or nil.
+func (h *Host) localKeystore(inst *instance) keystore.Store {
+	if inst.kind != base.KindKeystore || inst.path != "" {
+		return nil
+	}
+	return h.opts.LocalKeystores[inst.name]
 }
 
 // Authenticator returns the engine's view of auth plugin name.

@@ -3,6 +3,7 @@ package pluginhost
 import (
 	"context"
 	"crypto"
+	"fmt"
 	"io"
 	"sync"
 	"time"
@@ -57,6 +58,13 @@ const maxCachedPublicKeys = 4096
 // to the plugin over its multiplexed stream, so the private key stays in
 // the plugin.
 func (k *keyStore) Signer(ctx context.Context, ref string) (crypto.Signer, error) {
+	if local := k.inst.h.localKeystore(k.inst); local != nil {
+		pub, err := local.Public(ctx, ref)
+		if err != nil {
+			return nil, fmt.Errorf("keystore %q: public key %s: %w", k.inst.name, ref, err)
+		}
+		return &localSigner{s: local, ref: ref, pub: pub}, nil
+	}
 	start := time.Now()
 	c, err := k.client()
 	if err != nil {
@@ -111,4 +119,17 @@ func (s *remoteSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) 
 		return nil, callError(base.KindKeystore, s.ks.inst.name, "sign with "+s.ref, start, err)
 	}
 	return sig, nil
+}
+
+// localSigner signs with a keystore running in the host (LocalKeystores).
+type localSigner struct {
+	s   keystore.Store
+	ref string
+	pub crypto.PublicKey
+}
+
+func (s *localSigner) Public() crypto.PublicKey { return s.pub }
+
+func (s *localSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	return s.s.Sign(context.Background(), s.ref, digest, keystore.OptionsFrom(opts))
 }
