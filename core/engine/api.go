@@ -88,6 +88,8 @@ func (e *Engine) SetConnections(conns []Connection) {
 			sa.Delete("configuration removed or changed")
 			e.after(sa)
 		}
+		e.removeTraps(name)
+		delete(e.dpdTrapped, name)
 	}
 	prev := e.conns
 	e.conns = next
@@ -95,6 +97,7 @@ func (e *Engine) SetConnections(conns []Connection) {
 		if prev[name] == c {
 			continue
 		}
+		e.ensureTraps(c)
 		for _, ch := range c.Children {
 			if ch.StartAction == "start" {
 				if _, err := e.initiateLocked(c, ch.Name, nil); err != nil {

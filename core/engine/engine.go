@@ -77,6 +77,10 @@ type Engine struct {
 	// reauth: IKE SAs being reauthenticated, and their replacements, with
 	// the children still to bring back (reauth.go)
 	reauth map[*ikesa.SA]reauthState
+	// traps: Trap policies of children without SA (trap.go); dpdTrapped:
+	// connections whose peer DPD declared dead with dpd_action = "trap"
+	traps      map[trapKey]*trap
+	dpdTrapped map[string]bool
 
 	cookieSecret, oldCookieSecret [32]byte
 	cookieVersion                 uint32
@@ -123,10 +127,11 @@ func New(cfg Config) (*Engine, error) {
 	e := &Engine{cfg: cfg, conns: map[string]*Connection{}, sas: map[uint64]*ikesa.SA{},
 		halfOpen: map[halfKey]*ikesa.SA{}, sched: map[*ikesa.SA]time.Time{}, waiters: map[*ikesa.SA][]*waiter{},
 		status: map[string]*ConnectionStatus{}, subs: map[int]chan Event{}, stats: ikesa.NewStats(),
-		wake: make(chan struct{}, 1)}
+		wake: make(chan struct{}, 1), traps: map[trapKey]*trap{}, dpdTrapped: map[string]bool{}}
 	e.env = &ikesa.Env{Dataplane: cfg.Dataplane, KeyStore: cfg.KeyStore, Auth: cfg.Authenticators,
 		Logger: cfg.Logger, Now: cfg.Clock.Now, Retransmit: cfg.Retransmit, NATPort: cfg.NATPort, FragmentSize: cfg.FragmentSize,
-		NextReqID: func() uint32 { e.reqID++; return e.reqID }, Stats: e.stats, Candidates: e.candidates, Offload: e.offload}
+		NextReqID: func() uint32 { e.reqID++; return e.reqID }, Stats: e.stats, Candidates: e.candidates, Offload: e.offload,
+		ReleaseTrap: e.releaseTrap}
 	rand.Read(e.cookieSecret[:])
 	e.cookieRotated = cfg.Clock.Now()
 	return e, nil
@@ -382,6 +387,9 @@ func (e *Engine) after(sa *ikesa.SA) {
 			w.done <- errors.New(failureOr(sa.LastFailure, "IKE SA deleted"))
 		}
 		delete(e.waiters, sa)
+		if c := e.conns[sa.Conn.Name]; c == sa.Conn {
+			e.ensureTraps(c)
+		}
 		return
 	}
 	e.schedule(sa)
@@ -409,6 +417,10 @@ func (e *Engine) handleEvent(sa *ikesa.SA, ev ikesa.Event) {
 		if ev.Class != "" {
 			st.LastFailure = ev.Reason
 			st.LastFailureAt = e.cfg.Clock.Now()
+		}
+		if ev.Class == "timeout" && sa.Conn.DPDAction == "trap" && e.conns[sa.Conn.Name] == sa.Conn {
+			// The SA's children go with it; traps bring them back on traffic.
+			e.dpdTrapped[sa.Conn.Name] = true
 		}
 		if ev.Class == "timeout" && sa.Conn.DPDAction == "restart" && e.conns[sa.Conn.Name] == sa.Conn {
 			defer func() {

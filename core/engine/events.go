@@ -64,22 +64,8 @@ func (e *Engine) HandleDataplaneEvent(ev provider.Event) {
 			}
 		}
 	case provider.Acquire:
-		for _, sa := range e.sas {
-			for _, c := range sa.ChildSAs() {
-				if c.ReqID == ev.ReqID {
-					return // already being set up or installed
-				}
-			}
-		}
-		for _, c := range e.conns {
-			for _, ch := range c.Children {
-				if ch.StartAction == "trap" && len(c.RemoteAddrs) > 0 {
-					if _, err := e.initiateLocked(c, ch.Name, nil); err != nil {
-						e.setFailure(c.Name, err.Error())
-					}
-					return
-				}
-			}
+		if !e.acquire(ev.ReqID) {
+			e.stats.Drop("acquire-unknown-reqid")
 		}
 	}
 }

@@ -45,13 +45,6 @@ func TestDataplaneEvents(t *testing.T) {
 	}
 }
 
-func TestAcquireInitiatesTrappedChild(t *testing.T) {
-	p := newPair(t, func(a, b *Connection) { a.Children[0].StartAction = "trap" })
-	p.a.e.HandleDataplaneEvent(provider.Event{Kind: provider.Acquire, ReqID: 7})
-	p.flush()
-	p.established(t, 1)
-}
-
 func TestSnapshotCounters(t *testing.T) {
 	p := newPair(t, nil)
 	p.up()

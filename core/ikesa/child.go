@@ -365,6 +365,9 @@ func (sa *SA) installChild(c *ChildSA, shared []byte) error {
 	// On a rekey the old SA's policies (same ReqID) pass to this one when it goes.
 	if old := c.rekeyOf; old == nil || old.policies == nil {
 		policies = sa.childPolicies(c, remoteTS)
+		if sa.env.ReleaseTrap != nil {
+			sa.env.ReleaseTrap(sa.Conn, c.Config.Name)
+		}
 	}
 	if ci, ok := sa.env.Dataplane.(provider.ChildInstaller); ok {
 		// One call for everything (one plugin round trip), all or nothing.

@@ -100,6 +100,9 @@ type Env struct {
 	// relayed to RADIUS) without holding the caller's lock, then apply
 	// serialised with the SA's other work. Nil runs both inline.
 	Offload func(sa *SA, work, apply func())
+	// ReleaseTrap, if set, removes the Trap policies of a configured child
+	// just before the child installs its own for the same selectors.
+	ReleaseTrap func(conn *Connection, child string)
 }
 
 func (env *Env) offload(sa *SA, work, apply func()) {
