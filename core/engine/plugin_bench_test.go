@@ -75,14 +75,14 @@ func BenchmarkResponderPlugins(b *testing.B) {
 	pki := newBenchPKI(b)
 	var inProcess float64
 	b.Run("InProcess", func(b *testing.B) {
-		inProcess = benchResponder(b, pki, false, false)
+		inProcess = benchResponder(b, pki, false, false, false)
 	})
 	for _, tc := range []struct {
-		name      string
-		localSign bool
-	}{{"Plugins", false}, {"PluginsLocalSign", true}} {
+		name               string
+		localSign, localDP bool
+	}{{"Plugins", false, false}, {"PluginsLocalSign", true, false}, {"PluginsLocalSignDataplane", true, true}} {
 		b.Run(tc.name, func(b *testing.B) {
-			out := benchResponder(b, pki, true, tc.localSign)
+			out := benchResponder(b, pki, true, tc.localSign, tc.localDP)
 			if inProcess > 0 {
 				rpc := out - inProcess
 				b.ReportMetric(rpc, "rpc-us")
@@ -94,8 +94,9 @@ func BenchmarkResponderPlugins(b *testing.B) {
 
 // benchResponder runs b.N handshakes and returns CPU us per handshake.
 // localSign has the host sign with the file keystore in its own process
-// (pluginhost.Options.LocalKeystores).
-func benchResponder(b *testing.B, pki *benchPKI, plugins, localSign bool) float64 {
+// (pluginhost.Options.LocalKeystores); localDP calls the dataplane in
+// process (to tell its share from the auth plugin's).
+func benchResponder(b *testing.B, pki *benchPKI, plugins, localSign, localDP bool) float64 {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	n := transport.NewNetwork()
@@ -144,6 +145,9 @@ func benchResponder(b *testing.B, pki *benchPKI, plugins, localSign bool) float6
 			b.Fatal(err)
 		}
 		dp = d
+		if localDP {
+			dp = inprocDataplane{&dataplane.Mock{}}
+		}
 		if keys, err = host.KeyStore("file"); err != nil {
 			b.Fatal(err)
 		}
