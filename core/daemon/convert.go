@@ -100,6 +100,7 @@ func engineConnection(c *config.Connection) (ikesa.Connection, error) {
 			LocalTS: ch.LocalTS, RemoteTS: ch.RemoteTS, StartAction: ch.StartAction,
 			RekeyTime: ch.RekeyTime, LifeTime: ch.LifeTime,
 			RekeyBytes: ch.RekeyBytes, RekeyPackets: ch.RekeyPackets, ReplayWindow: ch.ReplayWindow,
+			LifeBytes: ch.LifeBytes, LifePackets: ch.LifePackets,
 		})
 	}
 	return ec, nil

@@ -432,10 +432,22 @@ func (sa *SA) childPolicies(c *ChildSA, remoteTS []provider.TrafficSelector) []*
 	return out
 }
 
+// childLifetimes are the dataplane's limits: at the soft one it raises
+// SoftExpire (we rekey), at the hard one it drops the SA (HardExpire).
 func childLifetimes(cfg *Child) (soft, hard provider.Lifetime) {
-	hard = provider.Lifetime{Time: cfg.LifeTime, Bytes: 0, Packets: 0}
+	hard = provider.Lifetime{Time: cfg.LifeTime, Bytes: hardLimit(cfg.RekeyBytes, cfg.LifeBytes),
+		Packets: hardLimit(cfg.RekeyPackets, cfg.LifePackets)}
 	soft = provider.Lifetime{Time: cfg.RekeyTime, Bytes: cfg.RekeyBytes, Packets: cfg.RekeyPackets}
 	return soft, hard
+}
+
+// hardLimit leaves a rekey 10 % of the soft limit to finish when no hard
+// limit is configured.
+func hardLimit(soft, hard uint64) uint64 {
+	if hard == 0 && soft > 0 {
+		return soft + max(soft/10, 1)
+	}
+	return hard
 }
 
 func (sa *SA) childUp(c *ChildSA) {

@@ -59,7 +59,9 @@ type Child struct {
 	StartAction              string // "none", "start", "trap"
 	RekeyTime, LifeTime      time.Duration
 	RekeyBytes, RekeyPackets uint64
-	ReplayWindow             uint32
+	// LifeBytes, LifePackets: hard limits (0 with a soft one: soft + 10 %)
+	LifeBytes, LifePackets uint64
+	ReplayWindow           uint32
 }
 
 // Retransmit says how requests are resent: Timeout * Base^n before try n+1,

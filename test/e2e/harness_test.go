@@ -56,6 +56,7 @@ type peerConfig struct {
 	LocalTS     string
 	RemoteTS    string
 	Extra       string // more connection attributes
+	ChildExtra  string // more attributes of child "all"
 	ExtraConns  string // more connection blocks
 	Metrics     string // metrics_listen, if set
 	Daemon      string // more daemon attributes
@@ -100,6 +101,7 @@ connection "lab" {
     {{if .LocalTS}}local_ts = ["{{.LocalTS}}"]{{end}}
     {{if .RemoteTS}}remote_ts = ["{{.RemoteTS}}"]{{end}}
     start_action = "{{.StartAction}}"
+    {{.ChildExtra}}
   }
 }
 {{.ExtraConns}}
