@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -270,4 +271,76 @@ func TestDataplaneVersionMismatch(t *testing.T) {
 func sorted(s []string) []string {
 	sort.Strings(s)
 	return s
+}
+
+// With a version 2 plugin, SPIs come from a pool filled ahead off the
+// engine's path: distinct, valid, installable for any peer of the local
+// address; the ones left unused too long go back to the plugin.
+func TestSPIPool(t *testing.T) {
+	t.Setenv("VEIL_TESTPLUGIN", "dataplane")
+	h, calls := newCountingHost(t)
+	ctx := context.Background()
+	if err := h.Start(ctx, "dataplane", "test", testPluginBin); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(t.TempDir(), "state.json")
+	if err := h.Configure(ctx, "dataplane", "test", cty.ObjectVal(map[string]cty.Value{"state_file": cty.StringVal(state)})); err != nil {
+		t.Fatal(err)
+	}
+	dp, _ := h.Dataplane("test")
+	var mu sync.Mutex
+	clock := time.Now()
+	dp.spis.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	local := netip.MustParseAddr("192.0.2.1")
+	seen := map[uint32]bool{}
+	for i := range 200 {
+		peer := netip.AddrFrom4([4]byte{198, 51, 100, byte(i)})
+		spi, err := dp.AllocateSPI(ctx, peer, local)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if spi < 256 || seen[spi] {
+			t.Fatalf("SPI %#x: reserved or handed out twice", spi)
+		}
+		seen[spi] = true
+		if i%50 == 0 {
+			sa := &provider.ChildSA{ReqID: uint32(i + 1), SPI: spi, Inbound: true, Src: peer, Dst: local, Mode: provider.Tunnel,
+				Encryption: "aes-gcm-16", EncKey: bytes.Repeat([]byte{7}, 20)}
+			if err := dp.InstallChild(ctx, []*provider.ChildSA{sa}, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if n, _ := dataplaneState(t, state); len(n) != 4 {
+		t.Errorf("plugin has %d SAs, want 4", len(n))
+	}
+	ahead := calls.get("dataplane/allocate SPI ahead")
+	if ahead == 0 {
+		t.Fatal("no SPI was allocated ahead")
+	}
+	t.Logf("%d SPIs: %d allocated ahead, %d on demand", len(seen), ahead, calls.get("dataplane/allocate SPI"))
+	// Nothing allocated ahead is used after spiMaxAge: it is released.
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !ok(); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal(what)
+			}
+		}
+	}
+	waitFor("the pool did not fill", func() bool {
+		dp.spis.mu.Lock()
+		defer dp.spis.mu.Unlock()
+		return !dp.spis.filling[local] && len(dp.spis.free[local]) > 0
+	})
+	dp.spis.mu.Lock()
+	pooled := len(dp.spis.free[local])
+	dp.spis.mu.Unlock()
+	mu.Lock()
+	clock = clock.Add(spiMaxAge + time.Second)
+	mu.Unlock()
+	if _, err := dp.AllocateSPI(ctx, local, local); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(fmt.Sprintf("%d stale SPIs were not released", pooled), func() bool { return calls.get("dataplane/release SPI") >= pooled })
 }

@@ -19,6 +19,8 @@ import (
 type Dataplane struct {
 	inst *instance
 
+	spis *spiPool // SPIs allocated ahead (protocol version 2)
+
 	mu       sync.Mutex
 	sas      map[provider.SAKey]*dataplane.ChildSA
 	policies map[dataplane.PolicyKey]*dataplane.Policy
@@ -31,8 +33,10 @@ var (
 )
 
 func newDataplane(inst *instance) *Dataplane {
-	return &Dataplane{inst: inst, sas: make(map[provider.SAKey]*dataplane.ChildSA),
+	d := &Dataplane{inst: inst, sas: make(map[provider.SAKey]*dataplane.ChildSA),
 		policies: make(map[dataplane.PolicyKey]*dataplane.Policy)}
+	d.spis = newSPIPool(d)
+	return d
 }
 
 // OnRestart registers f to run after the plugin restarted and the host
@@ -126,7 +130,14 @@ func (d *Dataplane) call(ctx context.Context, op string, f func(ctx context.Cont
 	return nil
 }
 
+// AllocateSPI hands out an SPI allocated ahead when the plugin speaks
+// protocol version 2 (see spiPool), else asks the plugin now.
 func (d *Dataplane) AllocateSPI(ctx context.Context, src, dst netip.Addr) (uint32, error) {
+	if c, err := d.client(); err == nil && c.Version() >= 2 {
+		if spi := d.spis.take(c, src, dst); spi != 0 {
+			return spi, nil
+		}
+	}
 	var spi uint32
 	err := d.call(ctx, "allocate SPI", func(ctx context.Context, c *dataplane.Client) (err error) {
 		spi, err = c.AllocateSPI(ctx, src, dst)

@@ -1,6 +1,10 @@
 package dataplane
 
-import "github.com/veil-ipsec/veil/sdk/base"
+import (
+	"time"
+
+	"github.com/veil-ipsec/veil/sdk/base"
+)
 
 // PluginName is the name under which the dataplane service is dispensed.
 const PluginName = base.KindDataplane
@@ -11,6 +15,13 @@ const PluginName = base.KindDataplane
 // each of them a unary call. A plugin built with this SDK serves both, and
 // the host picks the highest both sides speak (go-plugin VersionedPlugins).
 const ProtocolVersion = 2
+
+// SPIHoldTime: from protocol version 2 on, the host allocates SPIs ahead.
+// An SPI that AllocateSPI(src, dst) returned must stay usable for an
+// inbound SA to dst from any source for at least this long (the kernel's
+// larval SAs live 30 s). The host gives back the ones it did not use with
+// DeleteSA.
+const SPIHoldTime = 30 * time.Second
 
 // ProtocolVersions are every version this SDK serves and hosts accept.
 var ProtocolVersions = []int{1, 2}
