@@ -73,6 +73,36 @@ func RunDataplaneConformance(t *testing.T, impl dataplane.Dataplane, c Dataplane
 			t.Fatalf("DeletePolicy: %v", err)
 		}
 	})
+	t.Run("version 2: InstallChild, SPI for any peer", func(t *testing.T) {
+		// The host allocates SPIs ahead (dataplane.SPIHoldTime): one from
+		// AllocateSPI(src, dst) must take an SA from another source.
+		spi, err := client.AllocateSPI(ctx, c.Src, c.Dst)
+		if err != nil {
+			t.Fatalf("AllocateSPI over the stream: %v", err)
+		}
+		other := c.Src.Next()
+		in := *sa
+		in.ReqID, in.SPI, in.Src = 8, spi, other
+		in.EncKey = make([]byte, 20)
+		in.RemoteTS = []dataplane.TrafficSelector{{Start: other, End: other, EndPort: 65535}}
+		p := &dataplane.Policy{ReqID: 8, Dir: dataplane.In, Action: dataplane.Protect, Mode: dataplane.Transport,
+			Local:   dataplane.TrafficSelector{Start: c.Dst, End: c.Dst, EndPort: 65535},
+			Remote:  dataplane.TrafficSelector{Start: other, End: other, EndPort: 65535},
+			TmplSrc: other, TmplDst: c.Dst}
+		if err := client.InstallChild(ctx, []*dataplane.ChildSA{&in}, []*dataplane.Policy{p}); err != nil {
+			t.Fatalf("InstallChild with an SPI allocated for another peer: %v", err)
+		}
+		k := dataplane.SAKey{Dst: c.Dst, SPI: spi}
+		if cs, err := client.Counters(ctx, []dataplane.SAKey{k}); err != nil || len(cs) != 1 {
+			t.Fatalf("Counters of the SA InstallChild installed: %v, %v", cs, err)
+		}
+		if err := client.DeletePolicy(ctx, p); err != nil {
+			t.Errorf("DeletePolicy: %v", err)
+		}
+		if err := client.DeleteSA(ctx, k); err != nil {
+			t.Errorf("DeleteSA: %v", err)
+		}
+	})
 	t.Run("malformed", func(t *testing.T) {
 		err := client.InstallSA(ctx, &dataplane.ChildSA{})
 		noPanic(t, "InstallSA(empty)", err)

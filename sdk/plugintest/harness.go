@@ -51,5 +51,7 @@ func KeystoreClient(t testing.TB, impl keystore.Store) *keystore.Client {
 // DataplaneClient serves impl over in-process gRPC and returns the host's
 // client.
 func DataplaneClient(t testing.TB, impl dataplane.Dataplane) *dataplane.Client {
-	return dispense(t, dataplane.PluginName, dataplane.PluginSet(impl)).(*dataplane.Client)
+	c := dispense(t, dataplane.PluginName, dataplane.PluginSet(impl)).(*dataplane.Client)
+	t.Cleanup(c.Close)
+	return c
 }
