@@ -10,6 +10,7 @@
 #                                 125 = the guest never reported a status
 #   klab.sh sh 'CMD...'           same for an inline /bin/sh command
 #   klab.sh info                  show the cached kernel and paths
+#   (prepare also extracts libreswan's pluto into $KLAB_HOME/libreswan)
 #
 # How: the host's / is exported read-only over virtio-9p and used as the lower
 # layer of an overlay with a tmpfs upper; the guest switch_roots into it, so
@@ -141,6 +142,29 @@ prepare_locked() {
     mv "$VMLINUX.tmp" "$VMLINUX"
   fi
   if [ ! -s "$INITRD" ] || [ "$SELF" -nt "$INITRD" ]; then build_initrd; fi
+  prepare_libreswan
+}
+
+# libreswan (pluto) for the interop tests: Debian's package conflicts with
+# charon-systemd, so it is extracted, not installed; its libraries don't
+# conflict and come from apt. Tests find it under $KLAB_HOME/libreswan.
+LIBRESWAN_LIBS="libnss3-tools libevent-core-2.1-7 libevent-pthreads-2.1-7 libldns3
+ libunbound8 libcurl3-nss libcap-ng0 dns-root-data"
+prepare_libreswan() {
+  local d=$KLAB_HOME/libreswan
+  # shellcheck disable=SC2086
+  apt_install $LIBRESWAN_LIBS
+  [ -f "$d/.done" ] && return 0
+  log "fetching libreswan"
+  rm -rf "$d" "$KLAB_HOME/lsdebs"
+  mkdir -p "$d" "$KLAB_HOME/lsdebs"
+  chmod 777 "$KLAB_HOME/lsdebs"
+  ( cd "$KLAB_HOME/lsdebs" && apt-get download libreswan >&2 ) ||
+    { apt-get update -qq >&2 && ( cd "$KLAB_HOME/lsdebs" && apt-get download libreswan >&2 ); }
+  dpkg-deb -x "$KLAB_HOME"/lsdebs/libreswan_*.deb "$d"
+  [ -x "$d/usr/libexec/ipsec/pluto" ] || die "libreswan package has no pluto"
+  rm -rf "$KLAB_HOME/lsdebs"
+  touch "$d/.done"
 }
 
 build_initrd() {
@@ -265,6 +289,6 @@ case "$cmd" in
   sh)
     tmp=$(mktemp "${TMPDIR:-/tmp}/klab-cmd.XXXXXX"); printf '#!/bin/sh\n%s\n' "$*" > "$tmp"; chmod +x "$tmp"
     set +e; run "$tmp"; rc=$?; rm -f "$tmp"; exit $rc ;;
-  info) kernel_vars; echo "KLAB_HOME=$KLAB_HOME KPKG=$KPKG KVER=$KVER VMLINUX=$VMLINUX INITRD=$INITRD" ;;
+  info) kernel_vars; echo "KLAB_HOME=$KLAB_HOME KPKG=$KPKG KVER=$KVER VMLINUX=$VMLINUX INITRD=$INITRD LIBRESWAN=$KLAB_HOME/libreswan" ;;
   *) sed -n '2,13p' "$SELF"; exit 2 ;;
 esac
