@@ -67,6 +67,7 @@ func engineConnection(c *config.Connection) (ikesa.Connection, error) {
 		RekeyTime:  c.RekeyTime, LifeTime: c.LifeTime, ReauthTime: c.ReauthTime,
 		DPDDelay: c.DPDDelay, DPDTimeout: c.DPDTimeout, DPDAction: c.DPDAction,
 		Mobike: c.MOBIKE, Fragmentation: c.Fragmentation, ForceEncap: c.Encap,
+		VIPs: c.VIPs, PPKID: c.PPKID, PPK: c.PPK, PPKRequired: c.PPKRequired,
 	}
 	ec.IKEProposals = orDefault(c.IKEProposals, transform.DefaultIKEProposals)
 	for _, side := range []struct {
@@ -100,7 +101,7 @@ func engineConnection(c *config.Connection) (ikesa.Connection, error) {
 			LocalTS: ch.LocalTS, RemoteTS: ch.RemoteTS, StartAction: ch.StartAction,
 			RekeyTime: ch.RekeyTime, LifeTime: ch.LifeTime,
 			RekeyBytes: ch.RekeyBytes, RekeyPackets: ch.RekeyPackets, ReplayWindow: ch.ReplayWindow,
-			LifeBytes: ch.LifeBytes, LifePackets: ch.LifePackets,
+			LifeBytes: ch.LifeBytes, LifePackets: ch.LifePackets, Pools: ch.Pools, DNS: ch.DNS,
 		})
 	}
 	return ec, nil

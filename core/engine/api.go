@@ -44,6 +44,14 @@ type IKESAInfo struct {
 	Proposal      string        `json:"proposal"`
 	EstablishedAt time.Time     `json:"established_at"`
 	Children      []ChildSAInfo `json:"children"`
+	// Virtual IPs (configuration payload): assigned to us by the peer (with
+	// its DNS servers), and leased by us to the peer.
+	LocalVIPs  []string `json:"local_vips,omitempty"`
+	RemoteVIPs []string `json:"remote_vips,omitempty"`
+	DNS        []string `json:"dns,omitempty"`
+	// PPK: whether the IKE SA's keys are mixed with a post-quantum
+	// preshared key (RFC 8784).
+	PPK bool `json:"ppk,omitempty"`
 }
 
 // ChildSAInfo is one Child SA as veilctl shows it.
@@ -334,6 +342,7 @@ func (e *Engine) Snapshot() []IKESAInfo {
 		if sa.State != ikesa.StateConnecting {
 			info.Proposal = sa.Suite.String()
 		}
+		info.LocalVIPs, info.RemoteVIPs, info.DNS = addrStrings(sa.LocalVIPs()), addrStrings(sa.RemoteVIPs()), addrStrings(sa.DNS())
 		for _, c := range sa.Children {
 			in, outKey := c.SAKeys()
 			keys = append(keys, in, outKey)
@@ -476,4 +485,12 @@ func (e *Engine) fillCounters(out []IKESAInfo, keys []provider.SAKey) {
 			i += 2
 		}
 	}
+}
+
+func addrStrings(as []netip.Addr) []string {
+	var out []string
+	for _, a := range as {
+		out = append(out, a.String())
+	}
+	return out
 }

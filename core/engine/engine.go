@@ -131,7 +131,7 @@ func New(cfg Config) (*Engine, error) {
 	e.env = &ikesa.Env{Dataplane: cfg.Dataplane, KeyStore: cfg.KeyStore, Auth: cfg.Authenticators,
 		Logger: cfg.Logger, Now: cfg.Clock.Now, Retransmit: cfg.Retransmit, NATPort: cfg.NATPort, FragmentSize: cfg.FragmentSize,
 		NextReqID: func() uint32 { e.reqID++; return e.reqID }, Stats: e.stats, Candidates: e.candidates, Offload: e.offload,
-		ReleaseTrap: e.releaseTrap}
+		ReleaseTrap: e.releaseTrap, Pools: ikesa.NewAddressPools()}
 	rand.Read(e.cookieSecret[:])
 	e.cookieRotated = cfg.Clock.Now()
 	return e, nil

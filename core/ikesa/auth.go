@@ -103,6 +103,7 @@ func (sa *SA) sendAuthRequest(childName string, idi *ike.Identification, res *pr
 		sa.authEx.child = c
 		ps = append(ps, cps...)
 	}
+	ps = append(ps, sa.cpRequest()...)
 	sa.queueRequest(&request{exchange: ike.IKE_AUTH, payloads: ps, onResponse: onResponse})
 }
 
@@ -208,6 +209,7 @@ func (sa *SA) handleAuthResponse(ps []ike.Payload) error {
 // IKE_AUTH response ps, after its AUTH verified, and sets up the first
 // child from it.
 func (sa *SA) initiatorAuthComplete(ex *authState, ps []ike.Payload) {
+	sa.cpReply(ps)
 	sa.established()
 	if ex != nil && ex.child != nil {
 		sa.finishChildRequest(ex.child, ps, nil)
@@ -294,6 +296,7 @@ func (sa *SA) responderAuthComplete(id uint32, req, out []ike.Payload) {
 	} else {
 		sa.peerMobike = false
 	}
+	out = append(out, sa.cpRespond(req)...)
 	var child *ChildSA
 	if ike.Get[*ike.SA](req) != nil {
 		var cps []ike.Payload

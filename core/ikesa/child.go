@@ -97,7 +97,7 @@ func (sa *SA) childRequest(cfg *Child, rekey *ChildSA) (*ChildSA, []ike.Payload,
 	} else {
 		c.ReqID = sa.env.NextReqID()
 	}
-	c.proposedTSi = resolveAll(cfg.LocalTS, sa.Local.Addr())
+	c.proposedTSi = sa.localSelectors(cfg)
 	c.proposedTSr = resolveAll(cfg.RemoteTS, sa.Remote.Addr())
 	sap := &ike.SA{}
 	for i, p := range espProposals(cfg, rekey == nil && sa.State != StateEstablished) {
@@ -135,6 +135,8 @@ func (sa *SA) finishChildRequest(c *ChildSA, ps []ike.Payload, shared []byte) bo
 				}
 				reason += ", or it could not install the SA; its log says which"
 				return fail("proposal", reason)
+			case ike.NotifyFailedCpRequired:
+				return fail("pool", "peer assigned us no virtual IP (FAILED_CP_REQUIRED): its address pool may be exhausted; its log names the pool")
 			default:
 				return fail("peer-error", fmt.Sprintf("peer refused the Child SA: %s", n.NotifyType))
 			}
@@ -216,7 +218,7 @@ func (sa *SA) childRespond(ps []ike.Payload, cc *createChild) (*ChildSA, []ike.P
 		if cc != nil && cc.rekey != nil && cc.rekey.Config.Name != c.Name {
 			continue
 		}
-		r := ts.Narrow(resolveAll(c.RemoteTS, peerAddr), tsi)
+		r := ts.Narrow(sa.remoteSelectors(c, peerAddr), tsi)
 		l := ts.Narrow(resolveAll(c.LocalTS, sa.Local.Addr()), tsr)
 		if len(r) > 0 && len(l) > 0 {
 			cfg, lts, rts = c, l, r
@@ -231,6 +233,9 @@ func (sa *SA) childRespond(ps []ike.Payload, cc *createChild) (*ChildSA, []ike.P
 		}
 		return refuse(ike.NotifyTsUnacceptable, "ts", fmt.Sprintf("no child matches the peer's traffic selectors (peer: initiator %s, responder %s; ours: %v)",
 			ts.FormatList(tsi), ts.FormatList(tsr), ours))
+	}
+	if reason := sa.vipRefusal(cfg); reason != "" {
+		return refuse(ike.NotifyFailedCpRequired, "pool", fmt.Sprintf("child %q: no virtual IP for the peer: %s", cfg.Name, reason))
 	}
 	transport := ike.FindNotify(ps, ike.NotifyUseTransportMode) != nil
 	if cfg.Mode == provider.Transport && !transport {

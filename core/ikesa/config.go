@@ -47,7 +47,13 @@ type Connection struct {
 	// UDP-encapsulated (RFC 3948), for strict firewalls and the userspace
 	// dataplane's fast path.
 	ForceEncap bool
-	Children   []Child
+	// VIPs are the virtual IPs we ask the peer for (0.0.0.0 or ::: any).
+	VIPs []netip.Addr
+	// PPK (RFC 8784): PPKID names the key to the peer, PPK is its keystore
+	// reference; PPKRequired refuses to go without it.
+	PPKID, PPK  string
+	PPKRequired bool
+	Children    []Child
 }
 
 // Child is one configured Child SA.
@@ -62,6 +68,10 @@ type Child struct {
 	// LifeBytes, LifePackets: hard limits (0 with a soft one: soft + 10 %)
 	LifeBytes, LifePackets uint64
 	ReplayWindow           uint32
+	// Pools lease virtual IPs to peers that ask (the remote "dynamic"
+	// selector becomes the address); DNS servers go with them.
+	Pools []netip.Prefix
+	DNS   []netip.Addr
 }
 
 // Retransmit says how requests are resent: Timeout * Base^n before try n+1,
@@ -105,6 +115,8 @@ type Env struct {
 	// ReleaseTrap, if set, removes the Trap policies of a configured child
 	// just before the child installs its own for the same selectors.
 	ReleaseTrap func(conn *Connection, child string)
+	// Pools leases virtual IPs (shared by every SA of the engine).
+	Pools *AddressPools
 }
 
 func (env *Env) offload(sa *SA, work, apply func()) {

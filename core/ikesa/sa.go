@@ -145,6 +145,7 @@ type SA struct {
 	initEx *initState
 	authEx *authState
 	eap    *eapState // EAP inside IKE_AUTH (eap.go)
+	vip    vipState  // virtual IPs (cp.go)
 
 	// outputs, drained by the engine
 	outbox [][]byte
@@ -370,7 +371,9 @@ func (sa *SA) destroy(reason string) {
 	if handover {
 		// A rekeyed IKE SA hands its children to its successor.
 		sa.moveChildren(sa.successor)
+		sa.successor.vip, sa.vip = sa.vip, vipState{}
 	}
+	sa.releaseVIPs()
 	for _, c := range sa.Children {
 		sa.removeChild(c, reason)
 	}
