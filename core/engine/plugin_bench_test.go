@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bufio"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -8,13 +9,16 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
+	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -54,121 +58,86 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if mode := os.Getenv("VEIL_BENCH_RESPONDER"); mode != "" {
+		if err := runBenchResponder(mode); err != nil {
+			fmt.Fprintln(os.Stderr, "bench responder:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	os.Exit(m.Run())
 }
 
 // BenchmarkResponderPlugins is what plugin RPC costs a responder per
-// handshake (issue 4: at most 5 %). One responder engine takes
-// IKE_SA_INIT + IKE_AUTH (X25519, ECDSA P-256 certificates, one tunnel-mode
-// Child SA) from 32 concurrent initiators, with its x509 auth plugin, file
-// keystore and dataplane either in other processes (the test binary
-// re-executed, as veild runs its bundled plugins) or called in-process.
-// cpu-us/handshake is the CPU of every process (test binary, which also
-// runs the in-process initiators, plus the plugins) per handshake.
-// The Plugins case also reports its RPC count per handshake, and, run
-// after InProcess, the difference (rpc-us) and its share of a responder's
-// CPU (rpc-%): rpc-us / (InProcess/2 + rpc-us), half the in-process figure
-// being the responder's part of a symmetric handshake.
+// handshake (issue 4: at most 5 %). A responder engine in a process of its
+// own (the test binary re-executed) takes IKE_SA_INIT + IKE_AUTH (X25519,
+// ECDSA P-256 certificates both ways, one tunnel-mode Child SA) over UDP on
+// 127.0.0.1 from 32 concurrent initiators in the test process. Its x509
+// auth plugin, file keystore and dataplane (sdk/dataplane's Mock: what it
+// costs is RPC) are called in its process (InProcess) or run as plugin
+// processes, the binary re-executed again as veild runs its bundled ones
+// (Plugins); PluginsLocalSign signs with the file keystore in the
+// responder (pluginhost.Options.LocalKeystores); PluginsLocalSignDataplane
+// also calls the dataplane in process, leaving only the x509 check out.
+// cpu-us/handshake is the CPU of the responder and its plugins
+// (/proc/<pid>/stat); rpc-us the difference to InProcess (run first) and
+// rpc-% its share of the responder's CPU.
 //
-//	go test -run '^$' -bench ResponderPlugins -benchtime 3000x -count 5 ./core/engine/
+//	go test -run '^$' -bench ResponderPlugins -benchtime 4000x -count 3 ./core/engine/
 func BenchmarkResponderPlugins(b *testing.B) {
-	pki := newBenchPKI(b)
+	dir := b.TempDir()
+	if err := writeBenchPKI(dir); err != nil {
+		b.Fatal(err)
+	}
 	var inProcess float64
-	b.Run("InProcess", func(b *testing.B) {
-		inProcess = benchResponder(b, pki, false, false, false)
-	})
-	for _, tc := range []struct {
-		name               string
-		localSign, localDP bool
-	}{{"Plugins", false, false}, {"PluginsLocalSign", true, false}, {"PluginsLocalSignDataplane", true, true}} {
-		b.Run(tc.name, func(b *testing.B) {
-			out := benchResponder(b, pki, true, tc.localSign, tc.localDP)
-			if inProcess > 0 {
-				rpc := out - inProcess
-				b.ReportMetric(rpc, "rpc-us")
-				b.ReportMetric(100*rpc/(inProcess/2+rpc), "rpc-%")
+	for _, mode := range []string{"InProcess", "Plugins", "PluginsLocalSign", "PluginsLocalSignDataplane"} {
+		b.Run(mode, func(b *testing.B) {
+			cpu := benchResponder(b, dir, mode)
+			if mode == "InProcess" {
+				inProcess = cpu
+			} else if inProcess > 0 {
+				b.ReportMetric(cpu-inProcess, "rpc-us")
+				b.ReportMetric(100*(cpu-inProcess)/cpu, "rpc-%")
 			}
 		})
 	}
 }
 
-// benchResponder runs b.N handshakes and returns CPU us per handshake.
-// localSign has the host sign with the file keystore in its own process
-// (pluginhost.Options.LocalKeystores); localDP calls the dataplane in
-// process (to tell its share from the auth plugin's).
-func benchResponder(b *testing.B, pki *benchPKI, plugins, localSign, localDP bool) float64 {
+// benchResponder starts the responder process in mode, runs b.N handshakes
+// against it and returns the responder's CPU us per handshake.
+func benchResponder(b *testing.B, dir, mode string) float64 {
+	ports, err := freeUDPPorts(2 * (benchLanes + 1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "VEIL_BENCH_RESPONDER="+mode, "VEIL_BENCH_DIR="+dir,
+		fmt.Sprintf("VEIL_BENCH_PORTS=%d,%d", ports[0], ports[1]))
+	cmd.Stderr = os.Stderr
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer stdin.Close()
+	out := bufio.NewScanner(stdout)
+	if !out.Scan() || out.Text() != "ready" {
+		b.Fatalf("responder process: %q %v", out.Text(), out.Err())
+	}
+
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	n := transport.NewNetwork()
-	n.SetAutoDeliver(true)
-	respAddr := netip.MustParseAddr("192.0.2.1")
-
-	var calls sync.Map // method -> *atomic.Int64
-	count := func(kind, _, method string, _ time.Duration, _ error) {
-		v, _ := calls.LoadOrStore(kind+"/"+method, new(atomic.Int64))
-		v.(*atomic.Int64).Add(1)
-	}
-	var (
-		dp       provider.Dataplane
-		keys     provider.KeyStore
-		verifier provider.Authenticator
-	)
-	if plugins {
-		opts := pluginhost.Options{Executable: os.Args[0],
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), OnCall: count}
-		if localSign {
-			opts.LocalKeystores = map[string]keystore.Store{"file": file.New()}
-		}
-		host, err := pluginhost.New(opts)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer host.Close()
-		for _, p := range []struct {
-			kind, name string
-			cfg        cty.Value
-		}{
-			{"auth", "x509", cty.ObjectVal(map[string]cty.Value{
-				"cacerts": cty.ListVal([]cty.Value{cty.StringVal(pki.caFile)}), "revocation": cty.StringVal("off")})},
-			{"keystore", "file", cty.EmptyObjectVal},
-			{"dataplane", "mock", cty.EmptyObjectVal},
-		} {
-			if err := host.Start(ctx, p.kind, p.name, ""); err != nil {
-				b.Fatal(err)
-			}
-			if err := host.Configure(ctx, p.kind, p.name, p.cfg); err != nil {
-				b.Fatal(err)
-			}
-		}
-		d, err := host.Dataplane("mock")
-		if err != nil {
-			b.Fatal(err)
-		}
-		dp = d
-		if localDP {
-			dp = inprocDataplane{&dataplane.Mock{}}
-		}
-		if keys, err = host.KeyStore("file"); err != nil {
-			b.Fatal(err)
-		}
-		if verifier, err = host.Authenticator("x509"); err != nil {
-			b.Fatal(err)
-		}
-	} else {
-		dp = inprocDataplane{&dataplane.Mock{}}
-		keys = inprocKeyStore{file.New()}
-		verifier = pki.inprocVerifier(b)
-	}
-	resp := pki.engine(b, n, respAddr, dp, keys, verifier, pki.respKey, pki.respChain, "responder.example", netip.Addr{})
-	go resp.Run(ctx)
-
-	lanes := benchLanes
-	inits := make([]*Engine, lanes)
+	lo := netip.MustParseAddr("127.0.0.1")
+	inits := make([]*Engine, benchLanes)
 	for i := range inits {
-		addr := netip.AddrFrom4([4]byte{198, 51, 100, byte(i + 1)})
-		inits[i] = pki.engine(b, n, addr, &enginetest.CountingDataplane{}, inprocKeyStore{file.New()},
-			pki.inprocVerifier(b), pki.initKey, pki.initChain, "initiator.example", respAddr)
-		go inits[i].Run(ctx)
+		e, err := benchEngine(dir, "initiator", lo, ports[2+2*i], ports[3+2*i], ports[0], &enginetest.CountingDataplane{},
+			inprocKeyStore{file.New()}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		inits[i] = e
+		go e.Run(ctx)
 	}
 	handshake := func(e *Engine) error {
 		w := &waiter{done: make(chan error, 1)}
@@ -186,14 +155,19 @@ func benchResponder(b *testing.B, pki *benchPKI, plugins, localSign, localDP boo
 			return fmt.Errorf("handshake timed out")
 		}
 	}
-	// Warm up: plugin streams open, caches filled.
-	for _, e := range inits {
-		if err := handshake(e); err != nil {
-			b.Fatal(err)
+	// Warm up: plugin streams open, caches and pools filled.
+	for range 3 {
+		for _, e := range inits {
+			if err := handshake(e); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
-	calls.Clear()
-	cpu0, self0 := benchCPU(b)
+	if _, err := io.WriteString(stdin, "reset\n"); err != nil || !out.Scan() {
+		b.Fatal("responder process did not reset its counters")
+	}
+	pid := cmd.Process.Pid
+	cpu0 := treeCPU(pid)
 	b.ResetTimer()
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -211,37 +185,148 @@ func benchResponder(b *testing.B, pki *benchPKI, plugins, localSign, localDP boo
 	}
 	wg.Wait()
 	b.StopTimer()
-	cpu1, self1 := benchCPU(b)
-	cpu := float64((cpu1 - cpu0).Microseconds()) / float64(b.N)
+	cpu1 := treeCPU(pid)
+	cpu := float64((cpu1.all - cpu0.all).Microseconds()) / float64(b.N)
 	b.ReportMetric(cpu, "cpu-us/handshake")
-	if plugins {
-		b.ReportMetric(float64((cpu1-cpu0-(self1-self0)).Microseconds())/float64(b.N), "plugin-cpu-us/handshake")
-	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "handshakes/s")
-	if plugins {
-		var total int64
-		calls.Range(func(k, v any) bool {
-			n := v.(*atomic.Int64).Load()
-			total += n
-			b.Logf("%s: %.2f calls/handshake", k, float64(n)/float64(b.N))
-			return true
-		})
-		b.ReportMetric(float64(total)/float64(b.N), "rpcs/handshake")
+	if mode != "InProcess" {
+		b.ReportMetric(float64((cpu1.plugins-cpu0.plugins).Microseconds())/float64(b.N), "plugin-cpu-us/handshake")
 	}
+	// The responder tells what it called.
+	if _, err := io.WriteString(stdin, "calls\n"); err != nil || !out.Scan() {
+		b.Fatal("responder process did not report its calls")
+	}
+	var calls map[string]int64
+	if err := json.Unmarshal(out.Bytes(), &calls); err != nil {
+		b.Fatal(err)
+	}
+	var total int64
+	for k, n := range calls {
+		total += n
+		b.Logf("%s: %.2f calls/handshake", k, float64(n)/float64(b.N))
+	}
+	b.ReportMetric(float64(total)/float64(b.N), "rpcs/handshake")
 	return cpu
 }
 
-// benchCPU is the CPU time of this process and its children (the plugins),
-// and of this process alone, read from /proc: their CPU counts while they
-// run.
-func benchCPU(b *testing.B) (all, self time.Duration) {
-	me := os.Getpid()
-	dirs, err := os.ReadDir("/proc")
-	if err != nil {
-		b.Fatal(err)
+// runBenchResponder is the responder process: it serves handshakes on the
+// ports in VEIL_BENCH_PORTS until stdin ends, answering "reset" (zero the
+// call counts) and "calls" (print them as JSON) lines.
+func runBenchResponder(mode string) error {
+	dir := os.Getenv("VEIL_BENCH_DIR")
+	var port, natPort uint16
+	if _, err := fmt.Sscanf(os.Getenv("VEIL_BENCH_PORTS"), "%d,%d", &port, &natPort); err != nil {
+		return err
 	}
+	var calls sync.Map // method -> *atomic.Int64
+	count := func(kind, _, method string, _ time.Duration, _ error) {
+		v, _ := calls.LoadOrStore(kind+"/"+method, new(atomic.Int64))
+		v.(*atomic.Int64).Add(1)
+	}
+	ctx := context.Background()
+	var (
+		dp       provider.Dataplane = inprocDataplane{&dataplane.Mock{}}
+		keys     provider.KeyStore  = inprocKeyStore{file.New()}
+		verifier provider.Authenticator
+	)
+	if mode == "InProcess" {
+		x := x509plugin.New()
+		if err := x.Configure(ctx, []byte(`{"cacerts":["`+filepath.Join(dir, "ca.pem")+`"],"revocation":"off"}`)); err != nil {
+			return err
+		}
+		verifier = inprocAuth{x}
+	} else {
+		opts := pluginhost.Options{Executable: os.Args[0], Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), OnCall: count}
+		if mode != "Plugins" {
+			opts.LocalKeystores = map[string]keystore.Store{"file": file.New()}
+		}
+		host, err := pluginhost.New(opts)
+		if err != nil {
+			return err
+		}
+		defer host.Close()
+		for _, p := range []struct {
+			kind, name string
+			cfg        cty.Value
+		}{
+			{"auth", "x509", cty.ObjectVal(map[string]cty.Value{
+				"cacerts": cty.ListVal([]cty.Value{cty.StringVal(filepath.Join(dir, "ca.pem"))}), "revocation": cty.StringVal("off")})},
+			{"keystore", "file", cty.EmptyObjectVal},
+			{"dataplane", "mock", cty.EmptyObjectVal},
+		} {
+			if err := host.Start(ctx, p.kind, p.name, ""); err != nil {
+				return err
+			}
+			if err := host.Configure(ctx, p.kind, p.name, p.cfg); err != nil {
+				return err
+			}
+		}
+		if mode != "PluginsLocalSignDataplane" {
+			if dp, err = host.Dataplane("mock"); err != nil {
+				return err
+			}
+		}
+		if keys, err = host.KeyStore("file"); err != nil {
+			return err
+		}
+		if verifier, err = host.Authenticator("x509"); err != nil {
+			return err
+		}
+	}
+	lo := netip.MustParseAddr("127.0.0.1")
+	e, err := benchEngine(dir, "responder", lo, port, natPort, 0, dp, keys, verifier)
+	if err != nil {
+		return err
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go e.Run(runCtx)
+	fmt.Println("ready")
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		switch in.Text() {
+		case "reset":
+			calls.Clear()
+			fmt.Println("ok")
+		case "calls":
+			m := map[string]int64{}
+			calls.Range(func(k, v any) bool { m[k.(string)] = v.(*atomic.Int64).Load(); return true })
+			js, _ := json.Marshal(m)
+			fmt.Println(string(js))
+		}
+	}
+	return nil
+}
+
+// freeUDPPorts finds n UDP ports free on 127.0.0.1 now.
+func freeUDPPorts(n int) ([]uint16, error) {
+	var conns []*net.UDPConn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	ports := make([]uint16, n)
+	for i := range ports {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			return nil, err
+		}
+		conns = append(conns, c)
+		ports[i] = uint16(c.LocalAddr().(*net.UDPAddr).Port)
+	}
+	return ports, nil
+}
+
+type cpuTimes struct{ all, plugins time.Duration }
+
+// treeCPU is the CPU time of pid and of its children (the plugins), read
+// from /proc: their CPU counts while they run.
+func treeCPU(pid int) cpuTimes {
+	var t cpuTimes
+	dirs, _ := os.ReadDir("/proc")
 	for _, d := range dirs {
-		pid, err := strconv.Atoi(d.Name())
+		p, err := strconv.Atoi(d.Name())
 		if err != nil {
 			continue
 		}
@@ -252,95 +337,103 @@ func benchCPU(b *testing.B) (all, self time.Duration) {
 		s := string(raw)
 		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
 		ppid, _ := strconv.Atoi(f[1])
-		if pid != me && ppid != me {
+		if p != pid && ppid != pid {
 			continue
 		}
 		ut, _ := strconv.ParseInt(f[11], 10, 64)
 		st, _ := strconv.ParseInt(f[12], 10, 64)
-		d := time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ ticks
-		all += d
-		if pid == me {
-			self += d
+		c := time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ ticks
+		t.all += c
+		if p != pid {
+			t.plugins += c
 		}
 	}
-	return all, self
+	return t
 }
 
-// benchPKI is a CA and two ECDSA P-256 end entities, in files as a
-// deployment has them.
-type benchPKI struct {
-	caFile               string
-	respKey, initKey     string // file: references
-	respChain, initChain [][]byte
-}
-
-func newBenchPKI(b *testing.B) *benchPKI {
-	dir := b.TempDir()
+// writeBenchPKI writes a CA and two ECDSA P-256 end entities into dir,
+// as a deployment has them: ca.pem, <role>.key (PEM) and <role>.der.
+func writeBenchPKI(dir string) error {
 	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bench CA"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
 		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
 	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
 	if err != nil {
-		b.Fatal(err)
+		return err
 	}
 	ca, _ := x509.ParseCertificate(caDER)
-	p := &benchPKI{caFile: filepath.Join(dir, "ca.pem")}
-	if err := os.WriteFile(p.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
-		b.Fatal(err)
+	if err := os.WriteFile(filepath.Join(dir, "ca.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
+		return err
 	}
-	ee := func(name string, serial int64) (string, [][]byte) {
+	for i, role := range []string{"responder", "initiator"} {
 		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
-			DNSNames: []string{name}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(int64(i + 2)), Subject: pkix.Name{CommonName: role + ".example"},
+			DNSNames: []string{role + ".example"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
 			KeyUsage: x509.KeyUsageDigitalSignature}
 		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
 		if err != nil {
-			b.Fatal(err)
+			return err
 		}
 		pk, _ := x509.MarshalPKCS8PrivateKey(k)
-		path := filepath.Join(dir, name+".key")
-		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk}), 0o600); err != nil {
-			b.Fatal(err)
+		if err := os.WriteFile(filepath.Join(dir, role+".key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk}), 0o600); err != nil {
+			return err
 		}
-		return "file:" + path, [][]byte{der}
+		if err := os.WriteFile(filepath.Join(dir, role+".der"), der, 0o600); err != nil {
+			return err
+		}
 	}
-	p.respKey, p.respChain = ee("responder.example", 2)
-	p.initKey, p.initChain = ee("initiator.example", 3)
-	return p
+	return nil
 }
 
-func (p *benchPKI) inprocVerifier(b *testing.B) provider.Authenticator {
-	x := x509plugin.New()
-	if err := x.Configure(context.Background(), []byte(`{"cacerts":["`+p.caFile+`"],"revocation":"off"}`)); err != nil {
-		b.Fatal(err)
+// benchEngine builds an engine on UDP addr:port/natPort whose connection
+// "bench" authenticates both ways with role's certificate; with a remote
+// port it initiates to 127.0.0.1:remotePort. A nil verifier is the x509
+// plugin in process.
+func benchEngine(dir, role string, addr netip.Addr, port, natPort, remotePort uint16, dp provider.Dataplane,
+	keys provider.KeyStore, verifier provider.Authenticator) (*Engine, error) {
+	if verifier == nil {
+		x := x509plugin.New()
+		if err := x.Configure(context.Background(), []byte(`{"cacerts":["`+filepath.Join(dir, "ca.pem")+`"],"revocation":"off"}`)); err != nil {
+			return nil, err
+		}
+		verifier = inprocAuth{x}
 	}
-	return inprocAuth{x}
-}
-
-// engine builds an engine whose one connection "bench" authenticates both
-// ways with certificates; with a remote address it is an initiator.
-func (p *benchPKI) engine(b *testing.B, n *transport.Network, addr netip.Addr, dp provider.Dataplane, keys provider.KeyStore,
-	verifier provider.Authenticator, keyRef string, chain [][]byte, id string, remote netip.Addr) *Engine {
-	conn := n.Listen(netip.AddrPortFrom(addr, 500), netip.AddrPortFrom(addr, 4500))
-	e, err := New(Config{Transport: conn, Dataplane: dp, KeyStore: keys, CookieThreshold: 1 << 30,
-		Authenticators: map[string]provider.Authenticator{"pubkey": &benchPubkey{keys: keys, verify: verifier, ref: keyRef, chain: chain}}})
+	der, err := os.ReadFile(filepath.Join(dir, role+".der"))
 	if err != nil {
-		b.Fatal(err)
+		return nil, err
 	}
-	c := Connection{Name: "bench", LocalAddrs: []netip.Addr{addr},
-		IKEProposals: mustProposals(b, transform.ProtoIKE, "aes128gcm16-prfsha256-x25519"),
-		Local:        AuthConfig{Method: "pubkey", ID: provider.Identity{Type: 2, Data: []byte(id)}, Key: keyRef},
-		Remote:       AuthConfig{Method: "pubkey"},
-		Children: []Child{{Name: "c1", Mode: provider.Tunnel, ESPProposals: mustProposals(b, transform.ProtoESP, "aes128gcm16"),
+	conn, err := transport.ListenUDP(transport.UDPConfig{Addrs: []netip.Addr{addr}, Port: port, NATPort: natPort})
+	if err != nil {
+		return nil, err
+	}
+	keyRef := "file:" + filepath.Join(dir, role+".key")
+	e, err := New(Config{Transport: conn, Port: port, NATPort: natPort, Dataplane: dp, KeyStore: keys, CookieThreshold: 1 << 30,
+		Authenticators: map[string]provider.Authenticator{"pubkey": &benchPubkey{keys: keys, verify: verifier, ref: keyRef, chain: [][]byte{der}}}})
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	ike, err := transform.ParseProposal(transform.ProtoIKE, "aes128gcm16-prfsha256-x25519")
+	if err != nil {
+		return nil, err
+	}
+	esp, err := transform.ParseProposal(transform.ProtoESP, "aes128gcm16")
+	if err != nil {
+		return nil, err
+	}
+	c := Connection{Name: "bench", LocalAddrs: []netip.Addr{addr}, IKEProposals: []transform.Proposal{ike},
+		Local:  AuthConfig{Method: "pubkey", ID: provider.Identity{Type: 2, Data: []byte(role + ".example")}, Key: keyRef},
+		Remote: AuthConfig{Method: "pubkey"},
+		Children: []Child{{Name: "c1", Mode: provider.Tunnel, ESPProposals: []transform.Proposal{esp},
 			LocalTS: []provider.TrafficSelector{ts.MustParse("10.0.0.0/16")}, RemoteTS: []provider.TrafficSelector{ts.Dynamic()}}},
 	}
-	if remote.IsValid() {
-		c.RemoteAddrs = []netip.Addr{remote}
+	if remotePort != 0 {
+		c.RemoteAddrs, c.RemotePort = []netip.Addr{addr}, remotePort
 		c.Children[0].LocalTS, c.Children[0].RemoteTS = []provider.TrafficSelector{ts.Dynamic()}, []provider.TrafficSelector{ts.MustParse("10.0.0.0/16")}
 	}
 	e.SetConnections([]Connection{c})
-	return e
+	return e, nil
 }
 
 // benchPubkey is veild's "pubkey" authenticator (core/daemon): the keystore
