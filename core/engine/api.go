@@ -343,6 +343,7 @@ func (e *Engine) Snapshot() []IKESAInfo {
 			info.Proposal = sa.Suite.String()
 		}
 		info.LocalVIPs, info.RemoteVIPs, info.DNS = addrStrings(sa.LocalVIPs()), addrStrings(sa.RemoteVIPs()), addrStrings(sa.DNS())
+		info.PPK = sa.PPK()
 		for _, c := range sa.Children {
 			in, outKey := c.SAKeys()
 			keys = append(keys, in, outKey)

@@ -56,11 +56,18 @@ func (sa *SA) startAuth(childName string) {
 		sa.fail("auth", fmt.Sprintf("no authenticator for method %q", local.Method))
 		return
 	}
+	if !sa.ppkStart() {
+		return
+	}
 	req := sa.authRequest(provider.Initiator, local.ID, remote.ID, sa.signedOctets(true, idi.SignedBody()))
+	sa.noPPKAuthRequest(req, idi)
 	var res *provider.AuthResult
 	var err error
 	sa.env.offload(sa, func() {
 		res, err = auth.Make(ctx(), req)
+		if err == nil {
+			err = sa.makeNoPPKAuth(auth)
+		}
 	}, func() {
 		switch {
 		case sa.dead:
@@ -86,6 +93,7 @@ func (sa *SA) sendAuthRequest(childName string, idi *ike.Identification, res *pr
 	}
 	if sa.eap == nil {
 		ps = append(ps, &ike.Authentication{Method: ike.AuthMethod(res.Method), Data: res.Data})
+		ps = append(ps, sa.ppkAuthNotifies()...)
 	} else if sa.eap.eapOnly {
 		ps = append(ps, &ike.Notify{NotifyType: ike.NotifyEapOnlyAuthentication})
 	}
@@ -189,6 +197,7 @@ func (sa *SA) handleAuthResponse(ps []ike.Payload) error {
 		sa.fail("auth", "peer rejected our authentication (AUTHENTICATION_FAILED); check both sides' identities and secrets")
 		return errFatal
 	}
+	sa.ppkAuthResponse(ps)
 	sa.verifyPeerThen(ps, false, func(class, reason string) {
 		if class != "" {
 			if ex.child != nil {
@@ -245,6 +254,9 @@ func (sa *SA) handleAuthRequest(id uint32, ps []ike.Payload) {
 		sa.respond(ike.IKE_AUTH, id, []ike.Payload{&ike.Notify{NotifyType: ike.NotifyAuthenticationFailed}})
 		sa.fail(class, reason)
 	}
+	if ps = sa.ppkResponder(ps, reject); ps == nil {
+		return
+	}
 	check, class, reason := sa.preparePeerCheck(ps, true)
 	if check == nil {
 		reject(class, reason)
@@ -297,6 +309,7 @@ func (sa *SA) responderAuthComplete(id uint32, req, out []ike.Payload) {
 		sa.peerMobike = false
 	}
 	out = append(out, sa.cpRespond(req)...)
+	out = append(out, sa.ppkResponse()...)
 	var child *ChildSA
 	if ike.Get[*ike.SA](req) != nil {
 		var cps []ike.Payload

@@ -119,6 +119,7 @@ func (sa *SA) initNotifies() []ike.Payload {
 	if offersAddKE(sa.Conn.IKEProposals) {
 		ps = append(ps, &ike.Notify{NotifyType: ike.NotifyIntermediateExchangeSupported})
 	}
+	ps = append(ps, sa.ppkInitNotify()...)
 	// RFC 7427 hash algorithms: SHA2-256, -384, -512, Identity.
 	ps = append(ps, &ike.Notify{NotifyType: ike.NotifySignatureHashAlgorithms, Data: []byte{0, 2, 0, 3, 0, 4, 0, 5}})
 	return ps
@@ -228,6 +229,7 @@ func (sa *SA) handleInitMessage(m *ike.Message) {
 	sa.checkNAT(m.Payloads)
 	sa.peerFragmentation = m.Notify(ike.NotifyIkev2FragmentationSupported) != nil
 	sa.peerSigHashes = parseHashes(m.Notify(ike.NotifySignatureHashAlgorithms))
+	sa.ppk.peer = m.Notify(ike.NotifyUsePpk) != nil
 	err = sa.deriveKeys(shared)
 	clear(shared)
 	if err != nil {
@@ -379,6 +381,7 @@ func RespondInit(env *Env, conn *Connection, m *ike.Message, local, remote netip
 	sa.checkNAT(m.Payloads)
 	sa.peerFragmentation = m.Notify(ike.NotifyIkev2FragmentationSupported) != nil
 	sa.peerSigHashes = parseHashes(m.Notify(ike.NotifySignatureHashAlgorithms))
+	sa.ppk.peer = m.Notify(ike.NotifyUsePpk) != nil
 	ps := []ike.Payload{
 		&ike.SA{Proposals: []ike.Proposal{{Number: 1, Protocol: ike.ProtoIKE, Transforms: suite.Transforms()}}},
 		&ike.KeyExchange{Group: suite.KE, Data: pub},

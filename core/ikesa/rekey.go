@@ -304,6 +304,7 @@ func (sa *SA) successorSA(initiator bool, spii, spir uint64, suite transform.Sui
 	n.Established = sa.env.Now()
 	n.natLocal, n.natRemote, n.peerFragmentation, n.peerSigHashes = sa.natLocal, sa.natRemote, sa.peerFragmentation, sa.peerSigHashes
 	n.peerMobike = sa.peerMobike
+	n.ppk.used = sa.ppk.used // its keys come from our (PPK-mixed) SK_d
 	n.armDPD()
 	n.armRekey()
 	n.reauthAt = sa.reauthAt

@@ -146,6 +146,7 @@ type SA struct {
 	authEx *authState
 	eap    *eapState // EAP inside IKE_AUTH (eap.go)
 	vip    vipState  // virtual IPs (cp.go)
+	ppk    ppkState  // post-quantum preshared key (ppk.go)
 
 	// outputs, drained by the engine
 	outbox [][]byte
@@ -387,6 +388,7 @@ func (sa *SA) destroy(reason string) {
 		sa.eap.close()
 	}
 	if sa.keys != nil {
+		sa.ppkDrop()
 		sa.keys.Zero()
 		sa.keys = nil
 	}
