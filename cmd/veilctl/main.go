@@ -221,6 +221,15 @@ func printSAs(w io.Writer, r *controlpb.ListSAsReply) {
 		}
 		fmt.Fprintf(w, "%s: %s, %s[%s] <-> %s, %s_i %s_r\n  %s, established %s\n",
 			s.Name, s.State, s.Local, role, s.Remote, s.SpiI, s.SpiR, s.Proposal, s.EstablishedAt)
+		if s.Ppk {
+			fmt.Fprintln(w, "  keys mixed with a post-quantum preshared key (PPK)")
+		}
+		if len(s.LocalVips) > 0 {
+			fmt.Fprintf(w, "  virtual IP %s assigned by the peer, DNS %s\n", strings.Join(s.LocalVips, " "), strings.Join(s.Dns, " "))
+		}
+		if len(s.RemoteVips) > 0 {
+			fmt.Fprintf(w, "  virtual IP %s leased to the peer\n", strings.Join(s.RemoteVips, " "))
+		}
 		for _, c := range s.Children {
 			fmt.Fprintf(w, "  %s: %s, %s, %s, in %s (%d bytes, %d packets), out %s (%d bytes, %d packets)\n    %s === %s\n",
 				c.Name, c.State, strings.ToUpper(c.Mode), c.Proposal, c.SpiIn, c.BytesIn, c.PacketsIn,
@@ -246,6 +255,10 @@ type jsonIKESA struct {
 	Proposal      string      `json:"proposal"`
 	EstablishedAt string      `json:"established_at"`
 	Children      []jsonChild `json:"children"`
+	LocalVIPs     []string    `json:"local_vips,omitempty"`
+	RemoteVIPs    []string    `json:"remote_vips,omitempty"`
+	DNS           []string    `json:"dns,omitempty"`
+	PPK           bool        `json:"ppk,omitempty"`
 }
 
 type jsonChild struct {
@@ -268,7 +281,8 @@ func toJSON(r *controlpb.ListSAsReply) jsonSAs {
 	for _, s := range r.IkeSas {
 		j := jsonIKESA{Name: s.Name, State: s.State, Local: s.Local, Remote: s.Remote,
 			Initiator: s.Initiator, SPIi: s.SpiI, SPIr: s.SpiR, Proposal: s.Proposal,
-			EstablishedAt: s.EstablishedAt, Children: []jsonChild{}}
+			EstablishedAt: s.EstablishedAt, Children: []jsonChild{},
+			LocalVIPs: s.LocalVips, RemoteVIPs: s.RemoteVips, DNS: s.Dns, PPK: s.Ppk}
 		for _, c := range s.Children {
 			j.Children = append(j.Children, jsonChild{Name: c.Name, State: c.State, Mode: c.Mode,
 				Proposal: c.Proposal, SPIIn: c.SpiIn, SPIOut: c.SpiOut,

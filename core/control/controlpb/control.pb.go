@@ -424,6 +424,13 @@ type IKESA struct {
 	Proposal      string                 `protobuf:"bytes,8,opt,name=proposal,proto3" json:"proposal,omitempty"`
 	EstablishedAt string                 `protobuf:"bytes,9,opt,name=established_at,json=establishedAt,proto3" json:"established_at,omitempty"`
 	Children      []*ChildSA             `protobuf:"bytes,10,rep,name=children,proto3" json:"children,omitempty"`
+	// virtual IPs the peer assigned to us, and its DNS servers
+	LocalVips []string `protobuf:"bytes,11,rep,name=local_vips,json=localVips,proto3" json:"local_vips,omitempty"`
+	// virtual IPs we leased to the peer
+	RemoteVips []string `protobuf:"bytes,12,rep,name=remote_vips,json=remoteVips,proto3" json:"remote_vips,omitempty"`
+	Dns        []string `protobuf:"bytes,13,rep,name=dns,proto3" json:"dns,omitempty"`
+	// keys mixed with a post-quantum preshared key (RFC 8784)
+	Ppk           bool `protobuf:"varint,14,opt,name=ppk,proto3" json:"ppk,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -526,6 +533,34 @@ func (x *IKESA) GetChildren() []*ChildSA {
 		return x.Children
 	}
 	return nil
+}
+
+func (x *IKESA) GetLocalVips() []string {
+	if x != nil {
+		return x.LocalVips
+	}
+	return nil
+}
+
+func (x *IKESA) GetRemoteVips() []string {
+	if x != nil {
+		return x.RemoteVips
+	}
+	return nil
+}
+
+func (x *IKESA) GetDns() []string {
+	if x != nil {
+		return x.Dns
+	}
+	return nil
+}
+
+func (x *IKESA) GetPpk() bool {
+	if x != nil {
+		return x.Ppk
+	}
+	return false
 }
 
 type ListSAsReply struct {
@@ -1137,7 +1172,7 @@ const file_control_proto_rawDesc = "" +
 	"\n" +
 	"packets_in\x18\v \x01(\x04R\tpacketsIn\x12\x1f\n" +
 	"\vpackets_out\x18\f \x01(\x04R\n" +
-	"packetsOut\"\xa0\x02\n" +
+	"packetsOut\"\x84\x03\n" +
 	"\x05IKESA\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x14\n" +
@@ -1149,7 +1184,13 @@ const file_control_proto_rawDesc = "" +
 	"\bproposal\x18\b \x01(\tR\bproposal\x12%\n" +
 	"\x0eestablished_at\x18\t \x01(\tR\restablishedAt\x124\n" +
 	"\bchildren\x18\n" +
-	" \x03(\v2\x18.veil.control.v1.ChildSAR\bchildren\"?\n" +
+	" \x03(\v2\x18.veil.control.v1.ChildSAR\bchildren\x12\x1d\n" +
+	"\n" +
+	"local_vips\x18\v \x03(\tR\tlocalVips\x12\x1f\n" +
+	"\vremote_vips\x18\f \x03(\tR\n" +
+	"remoteVips\x12\x10\n" +
+	"\x03dns\x18\r \x03(\tR\x03dns\x12\x10\n" +
+	"\x03ppk\x18\x0e \x01(\bR\x03ppk\"?\n" +
 	"\fListSAsReply\x12/\n" +
 	"\aike_sas\x18\x01 \x03(\v2\x16.veil.control.v1.IKESAR\x06ikeSas\"G\n" +
 	"\x0fInitiateRequest\x12\x1e\n" +
