@@ -57,6 +57,7 @@ type peerConfig struct {
 	RemoteTS    string
 	Extra       string // more connection attributes
 	ChildExtra  string // more attributes of child "all"
+	Mode        string // of child "all": "transport" unless set
 	ExtraConns  string // more connection blocks
 	Metrics     string // metrics_listen, if set
 	Daemon      string // more daemon attributes
@@ -96,7 +97,7 @@ connection "lab" {
     psk  = "file:{{.PSKFile}}"
   }
   child "all" {
-    mode         = "transport"
+    mode         = "{{or .Mode "transport"}}"
     {{if .ESPProposal}}esp_proposals = ["{{.ESPProposal}}"]{{end}}
     {{if .LocalTS}}local_ts = ["{{.LocalTS}}"]{{end}}
     {{if .RemoteTS}}remote_ts = ["{{.RemoteTS}}"]{{end}}
@@ -197,15 +198,18 @@ func (d *daemon) ctlErr(args ...string) (string, error) {
 
 type saList struct {
 	IKESAs []struct {
-		Name      string `json:"name"`
-		State     string `json:"state"`
-		Local     string `json:"local"`
-		Remote    string `json:"remote"`
-		Initiator bool   `json:"initiator"`
-		SPIi      string `json:"spi_i"`
-		SPIr      string `json:"spi_r"`
-		Proposal  string `json:"proposal"`
-		Children  []struct {
+		Name       string   `json:"name"`
+		State      string   `json:"state"`
+		Local      string   `json:"local"`
+		Remote     string   `json:"remote"`
+		Initiator  bool     `json:"initiator"`
+		SPIi       string   `json:"spi_i"`
+		SPIr       string   `json:"spi_r"`
+		Proposal   string   `json:"proposal"`
+		LocalVIPs  []string `json:"local_vips"`
+		RemoteVIPs []string `json:"remote_vips"`
+		DNS        []string `json:"dns"`
+		Children   []struct {
 			Name       string   `json:"name"`
 			State      string   `json:"state"`
 			Mode       string   `json:"mode"`
