@@ -30,6 +30,17 @@ func BenchmarkAuthVerifyUnary(b *testing.B) {
 	benchAuthVerify(b, func(c *auth.Client, ctx context.Context, r *auth.Request) error { return c.VerifyUnary(ctx, r) })
 }
 
+// BenchmarkAuthVerifyStreamOneCaller is the stream with one caller at a
+// time: a quiet responder, where each call pays the wake-ups of both
+// processes alone.
+func BenchmarkAuthVerifyStreamOneCaller(b *testing.B) {
+	oneCaller = true
+	defer func() { oneCaller = false }()
+	benchAuthVerify(b, func(c *auth.Client, ctx context.Context, r *auth.Request) error { return c.Verify(ctx, r) })
+}
+
+var oneCaller bool
+
 func benchAuthVerify(b *testing.B, verify func(*auth.Client, context.Context, *auth.Request) error) {
 	b.Setenv("VEIL_TESTPLUGIN", "echo")
 	h, err := New(Options{Executable: os.Args[0], Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
@@ -58,16 +69,24 @@ func benchAuthVerify(b *testing.B, verify func(*auth.Client, context.Context, *a
 	}
 	pid := inst.pid()
 	hostCPU, pluginCPU := selfCPU(), procCPU(b, pid)
-	b.SetParallelism(32) // x GOMAXPROCS callers
 	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
+	if oneCaller {
+		for range b.N {
 			if err := verify(c, ctx, req); err != nil {
-				b.Error(err)
-				return
+				b.Fatal(err)
 			}
 		}
-	})
+	} else {
+		b.SetParallelism(32) // x GOMAXPROCS callers
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if err := verify(c, ctx, req); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
 	b.StopTimer()
 	host, plugin := selfCPU()-hostCPU, procCPU(b, pid)-pluginCPU
 	b.ReportMetric(float64((host+plugin).Microseconds())/float64(b.N), "cpu-us/op")

@@ -18,6 +18,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
 
 	"github.com/veil-ipsec/veil/sdk/auth"
 	"github.com/veil-ipsec/veil/sdk/base"
@@ -132,10 +133,13 @@ func (i *instance) launch(ctx context.Context) (*plugin.Client, kindClient, base
 		Cmd:              cmd,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
-		StartTimeout:     i.h.opts.StartTimeout,
-		Stderr:           i.stderr,
-		SyncStderr:       i.stderr,
-		SyncStdout:       i.stderr,
+		// A fixed window turns off gRPC's BDP probing: fewer frames and
+		// wake-ups per streamed call (see sdk/internal/grpcopt).
+		GRPCDialOptions: []grpc.DialOption{grpc.WithInitialWindowSize(1 << 20), grpc.WithInitialConnWindowSize(1 << 20)},
+		StartTimeout:    i.h.opts.StartTimeout,
+		Stderr:          i.stderr,
+		SyncStderr:      i.stderr,
+		SyncStdout:      i.stderr,
 		Logger: hclog.New(&hclog.LoggerOptions{
 			Name: "go-plugin", Output: io.Discard, Level: hclog.Off,
 		}),

@@ -4,6 +4,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 
 	"github.com/veil-ipsec/veil/sdk/base"
+	"github.com/veil-ipsec/veil/sdk/internal/grpcopt"
 )
 
 // Serve runs impl as an auth plugin; call it from the plugin's main. It
@@ -18,7 +19,7 @@ func ServeConfig(impl Authenticator) *plugin.ServeConfig {
 	return &plugin.ServeConfig{
 		HandshakeConfig:  base.Handshake,
 		VersionedPlugins: map[int]plugin.PluginSet{ProtocolVersion: PluginSet(impl)},
-		GRPCServer:       plugin.DefaultGRPCServer,
+		GRPCServer:       grpcopt.NewServer,
 	}
 }
 

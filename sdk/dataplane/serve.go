@@ -4,6 +4,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 
 	"github.com/veil-ipsec/veil/sdk/base"
+	"github.com/veil-ipsec/veil/sdk/internal/grpcopt"
 )
 
 // Serve runs impl as a dataplane plugin; call it from the plugin's main.
@@ -21,7 +22,7 @@ func ServeConfig(impl Dataplane) *plugin.ServeConfig {
 	return &plugin.ServeConfig{
 		HandshakeConfig:  base.Handshake,
 		VersionedPlugins: sets,
-		GRPCServer:       plugin.DefaultGRPCServer,
+		GRPCServer:       grpcopt.NewServer,
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 
 	"github.com/veil-ipsec/veil/sdk/base"
+	"github.com/veil-ipsec/veil/sdk/internal/grpcopt"
 )
 
 // Serve runs impl as a keystore plugin; call it from the plugin's main.
@@ -16,7 +17,7 @@ func ServeConfig(impl Store) *plugin.ServeConfig {
 	return &plugin.ServeConfig{
 		HandshakeConfig:  base.Handshake,
 		VersionedPlugins: map[int]plugin.PluginSet{ProtocolVersion: PluginSet(impl)},
-		GRPCServer:       plugin.DefaultGRPCServer,
+		GRPCServer:       grpcopt.NewServer,
 	}
 }
 
