@@ -19,8 +19,11 @@ func openIKESockets(cfg *config.Config) (*transport.UDP, error) {
 
 // newEngine builds the engine over the plugins and the IKE sockets.
 func (d *Daemon) newEngine(cfg *config.Config, ps *pluginSet, udp *transport.UDP) (*engine.Engine, error) {
+	vips := newVIPHost(d.log.With("subsystem", "ike"))
+	d.closers = append(d.closers, vips.close)
 	eng, err := engine.New(engine.Config{
-		Transport: udp, Port: cfg.Daemon.IKEPort, NATPort: cfg.Daemon.NATTPort,
+		VirtualIPs: vips.set,
+		Transport:  udp, Port: cfg.Daemon.IKEPort, NATPort: cfg.Daemon.NATTPort,
 		Logger:    d.log.With("subsystem", "ike"),
 		Dataplane: ps.dataplane, KeyStore: ps.keystore, Authenticators: ps.auth,
 		CookieThreshold: cfg.Daemon.CookieThreshold,

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -165,5 +166,39 @@ func (p *pair) flushWith(x *peer) {
 		if n == 0 {
 			return
 		}
+	}
+}
+
+// The client's virtual IP goes on the host before its child installs and
+// comes off with the IKE SA, not with an IKE rekey that keeps it.
+func TestCPInstallsVirtualIP(t *testing.T) {
+	var log []string
+	p := newPair(t, remoteAccess(t, []netip.Addr{netip.IPv4Unspecified()}, "10.99.0.0/24"))
+	// (Config.VirtualIPs ends up here.) It runs before the child's
+	// policies are installed.
+	var policiesAtAdd int
+	p.a.e.env.VirtualIPs = func(add bool, addrs []netip.Addr) {
+		if add {
+			policiesAtAdd = p.a.dp.PolicyCount()
+		}
+		log = append(log, fmt.Sprint(add, addrs))
+	}
+	p.up()
+	if !slices.Equal(log, []string{"true [10.99.0.1]"}) || policiesAtAdd != 0 {
+		t.Fatalf("after up: %v (policies at add: %d)", log, policiesAtAdd)
+	}
+	if err, _ := result(p.b.e.StartRekey("conn", "")); err != nil {
+		t.Fatal(err)
+	}
+	p.flush()
+	if len(log) != 1 {
+		t.Fatalf("after IKE rekey: %v", log)
+	}
+	if _, err := p.b.e.StartTerminate("conn"); err != nil {
+		t.Fatal(err)
+	}
+	p.flush()
+	if !slices.Equal(log, []string{"true [10.99.0.1]", "false [10.99.0.1]"}) {
+		t.Fatalf("after delete: %v", log)
 	}
 }

@@ -55,6 +55,10 @@ type Config struct {
 	// FragmentSize is the largest IKE datagram before RFC 7383
 	// fragmentation, for connections with Fragmentation (0: 1228).
 	FragmentSize int
+	// VirtualIPs puts the virtual IPs peers assign to us on the host and
+	// takes them off again (ikesa.Env.VirtualIPs); nil leaves that to the
+	// operator.
+	VirtualIPs func(add bool, addrs []netip.Addr)
 }
 
 // Engine runs IKE SAs. All SA work is serialised under mu; no goroutine per SA.
@@ -131,7 +135,7 @@ func New(cfg Config) (*Engine, error) {
 	e.env = &ikesa.Env{Dataplane: cfg.Dataplane, KeyStore: cfg.KeyStore, Auth: cfg.Authenticators,
 		Logger: cfg.Logger, Now: cfg.Clock.Now, Retransmit: cfg.Retransmit, NATPort: cfg.NATPort, FragmentSize: cfg.FragmentSize,
 		NextReqID: func() uint32 { e.reqID++; return e.reqID }, Stats: e.stats, Candidates: e.candidates, Offload: e.offload,
-		ReleaseTrap: e.releaseTrap, Pools: ikesa.NewAddressPools()}
+		ReleaseTrap: e.releaseTrap, Pools: ikesa.NewAddressPools(), VirtualIPs: cfg.VirtualIPs}
 	rand.Read(e.cookieSecret[:])
 	e.cookieRotated = cfg.Clock.Now()
 	return e, nil

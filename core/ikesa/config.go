@@ -117,6 +117,10 @@ type Env struct {
 	ReleaseTrap func(conn *Connection, child string)
 	// Pools leases virtual IPs (shared by every SA of the engine).
 	Pools *AddressPools
+	// VirtualIPs, if set, puts the virtual IPs a peer assigned to us on the
+	// host (add) and takes them off when their IKE SA is gone; it is
+	// called before the first child installs, so routes can name them.
+	VirtualIPs func(add bool, addrs []netip.Addr)
 }
 
 func (env *Env) offload(sa *SA, work, apply func()) {

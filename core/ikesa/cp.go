@@ -92,6 +92,9 @@ func (sa *SA) cpReply(ps []ike.Payload) {
 		}
 	}
 	sa.logger().Info("virtual IP assigned", "vips", sa.vip.local, "dns", sa.vip.dns)
+	if sa.env.VirtualIPs != nil && len(sa.vip.local) > 0 {
+		sa.env.VirtualIPs(true, sa.vip.local)
+	}
 }
 
 // cpAddr reads an address attribute: 4 bytes, or 16 (+1 prefix length).
@@ -187,12 +190,16 @@ func (sa *SA) cpRespond(req []ike.Payload) []ike.Payload {
 }
 
 // releaseVIPs ends the SA's leases (the addresses stay the peer's for
-// when it comes back).
+// when it comes back) and takes the peer's assignments off the host.
 func (sa *SA) releaseVIPs() {
 	for _, l := range sa.vip.remote {
 		sa.env.Pools.Release(l.prefix, l.addr)
 	}
 	sa.vip.remote = nil
+	if sa.env.VirtualIPs != nil && len(sa.vip.local) > 0 {
+		sa.env.VirtualIPs(false, sa.vip.local)
+	}
+	sa.vip.local = nil
 }
 
 // localSelectors are the local selectors we propose for cfg: a dynamic one

@@ -2,7 +2,11 @@ package e2e
 
 import (
 	"slices"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/veil-ipsec/veil/test/netns"
 )
 
 // Remote access between two veild: the client asks for a virtual IP
@@ -33,11 +37,22 @@ func TestVirtualIPBetweenDaemons(t *testing.T) {
 	if got := b.Children[0].RemoteTS; !slices.Equal(got, []string{"10.99.0.1/32"}) {
 		t.Fatalf("gateway's remote TS %v", got)
 	}
-	// veild does not put the address on an interface yet: the test does.
-	if out, err := p.a.Output("ip", "addr", "add", "10.99.0.1/32", "dev", "lo"); err != nil {
-		t.Fatalf("%v: %s", err, out)
+	// veild put the address on lo; an unbound socket picks it as the
+	// source towards the gateway's selector, and only the tunnel leads
+	// back to it.
+	if out, _ := p.a.Output("ip", "-4", "addr", "show", "dev", "lo"); !strings.Contains(string(out), "10.99.0.1/32") {
+		t.Fatalf("virtual IP not on lo:\n%s", out)
 	}
-	if out, err := p.a.Output("ping", "-c", "3", "-i", "0.2", "-W", "2", "-I", "10.99.0.1", p.bAddr); err != nil {
-		t.Fatalf("ping from the virtual IP: %v\n%s", err, out)
+	if out, err := p.a.Output("ping", "-c", "3", "-i", "0.2", "-W", "2", p.bAddr); err != nil {
+		t.Fatalf("ping through the tunnel: %v\n%s", err, out)
 	}
+	if b := p.db.sas().IKESAs[0].Children[0]; b.PacketsIn < 3 || b.PacketsOut < 3 {
+		t.Fatalf("gateway's child counted in %d, out %d packets", b.PacketsIn, b.PacketsOut)
+	}
+	// Gone with the IKE SA.
+	p.da.ctl("terminate", "lab")
+	netns.WaitFor(t, "virtual IP removed", 10*time.Second, func() bool {
+		out, _ := p.a.Output("ip", "-4", "addr", "show", "dev", "lo")
+		return !strings.Contains(string(out), "10.99.0.1")
+	})
 }
