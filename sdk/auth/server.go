@@ -2,7 +2,9 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-plugin"
@@ -18,12 +20,15 @@ import (
 type GRPCPlugin struct {
 	plugin.NetRPCUnsupportedPlugin
 	Impl Authenticator
+	// EAP session limits (zero: MaxEAPSessions, EAPIdleTimeout).
+	EAPMaxSessions int
+	EAPIdleTimeout time.Duration
 }
 
 // GRPCServer registers the Base and Auth services.
 func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
 	pb.RegisterBaseServer(s, &base.Server{Impl: p.Impl})
-	pb.RegisterAuthServer(s, &server{impl: p.Impl})
+	pb.RegisterAuthServer(s, &server{impl: p.Impl, eapMax: p.EAPMaxSessions, eapIdle: p.EAPIdleTimeout})
 	return nil
 }
 
@@ -34,7 +39,12 @@ func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc
 
 type server struct {
 	pb.UnimplementedAuthServer
-	impl Authenticator
+	impl    Authenticator
+	eapMax  int
+	eapIdle time.Duration
+	// tables are the EAP sessions of the open streams (tests look at them).
+	mu     sync.Mutex
+	tables map[*eapTable]bool
 }
 
 // streamCodec fits the generated stream types to the multiplexer.
@@ -47,14 +57,41 @@ var streamCodec = mux.Codec[pb.AuthCall, pb.AuthReply, pb.AuthCalls, pb.AuthRepl
 	Unwrap:      (*pb.AuthReplies).GetReplies,
 }
 
+// Stream serves one host's calls. EAP sessions belong to the stream they
+// were started on and end with it.
 func (s *server) Stream(st grpc.BidiStreamingServer[pb.AuthCalls, pb.AuthReplies]) error {
-	return mux.Serve(st, streamCodec, s.handle,
+	eap := newEAPTable(s.impl, s.eapMax, s.eapIdle)
+	s.mu.Lock()
+	if s.tables == nil {
+		s.tables = map[*eapTable]bool{}
+	}
+	s.tables[eap] = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.tables, eap)
+		s.mu.Unlock()
+		eap.closeAll()
+	}()
+	return mux.Serve(st, streamCodec,
+		func(ctx context.Context, c *pb.AuthCall) *pb.AuthReply { return s.handle(ctx, eap, c) },
 		func(c *pb.AuthCall, p any) *pb.AuthReply {
 			return &pb.AuthReply{Id: c.GetId(), Error: fmt.Sprintf("plugin panicked: %v", p)}
 		})
 }
 
-func (s *server) handle(ctx context.Context, c *pb.AuthCall) *pb.AuthReply {
+// eapSessions counts the open EAP sessions of every stream (tests).
+func (s *server) eapSessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for t := range s.tables {
+		n += t.count()
+	}
+	return n
+}
+
+func (s *server) handle(ctx context.Context, eap *eapTable, c *pb.AuthCall) *pb.AuthReply {
 	reply := &pb.AuthReply{Id: c.GetId()}
 	switch op := c.GetOp().(type) {
 	case *pb.AuthCall_Make:
@@ -70,11 +107,37 @@ func (s *server) handle(ctx context.Context, c *pb.AuthCall) *pb.AuthReply {
 		if err := s.impl.Verify(ctx, requestFromProto(op.Verify)); err != nil {
 			reply.Error = err.Error()
 		}
+	case *pb.AuthCall_EapStart:
+		id, err := eap.start(ctx, op.EapStart)
+		switch {
+		case errors.Is(err, errUnsupported):
+			reply.Error, reply.Unsupported = eap.errNoEAP(), true
+		case err != nil:
+			reply.Error = err.Error()
+		default:
+			reply.EapSession = id
+		}
+	case *pb.AuthCall_EapStep:
+		st, err := eap.step(ctx, op.EapStep.GetSession(), op.EapStep.GetMessage())
+		if err != nil {
+			reply.Error = err.Error()
+		} else {
+			reply.EapStep = &pb.EAPStep{Message: st.Message, Done: st.Done, Success: st.Success,
+				Msk: st.MSK, Identity: st.Identity, Reason: st.Reason}
+		}
+	case *pb.AuthCall_EapClose:
+		if err := eap.close(op.EapClose); err != nil {
+			reply.Error = err.Error()
+		}
 	default:
-		reply.Error = "unknown auth operation"
+		// Plugins from before EAP answer the eap_* operations with this
+		// text; the client reads it as ErrNoEAP.
+		reply.Error = errUnknownOp
 	}
 	return reply
 }
+
+const errUnknownOp = "unknown auth operation"
 
 func (s *server) Verify(ctx context.Context, r *pb.AuthRequest) (_ *pb.AuthReply, err error) {
 	defer base.Recover(&err)

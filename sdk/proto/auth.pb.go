@@ -251,8 +251,230 @@ func (x *AuthResult) GetCerts() [][]byte {
 	return nil
 }
 
+// EAPRequest begins one EAP conversation (RFC 7296 §2.16); server is true
+// when the plugin authenticates the peer.
+type EAPRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Connection    string                 `protobuf:"bytes,1,opt,name=connection,proto3" json:"connection,omitempty"`
+	Method        string                 `protobuf:"bytes,2,opt,name=method,proto3" json:"method,omitempty"`
+	Server        bool                   `protobuf:"varint,3,opt,name=server,proto3" json:"server,omitempty"`
+	LocalId       *Identity              `protobuf:"bytes,4,opt,name=local_id,json=localId,proto3" json:"local_id,omitempty"`
+	RemoteId      *Identity              `protobuf:"bytes,5,opt,name=remote_id,json=remoteId,proto3" json:"remote_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EAPRequest) Reset() {
+	*x = EAPRequest{}
+	mi := &file_auth_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EAPRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EAPRequest) ProtoMessage() {}
+
+func (x *EAPRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_auth_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EAPRequest.ProtoReflect.Descriptor instead.
+func (*EAPRequest) Descriptor() ([]byte, []int) {
+	return file_auth_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *EAPRequest) GetConnection() string {
+	if x != nil {
+		return x.Connection
+	}
+	return ""
+}
+
+func (x *EAPRequest) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *EAPRequest) GetServer() bool {
+	if x != nil {
+		return x.Server
+	}
+	return false
+}
+
+func (x *EAPRequest) GetLocalId() *Identity {
+	if x != nil {
+		return x.LocalId
+	}
+	return nil
+}
+
+func (x *EAPRequest) GetRemoteId() *Identity {
+	if x != nil {
+		return x.RemoteId
+	}
+	return nil
+}
+
+// EAPStepCall gives an EAP session the peer's packet (empty for a server's
+// first step).
+type EAPStepCall struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Session       uint64                 `protobuf:"varint,1,opt,name=session,proto3" json:"session,omitempty"`
+	Message       []byte                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EAPStepCall) Reset() {
+	*x = EAPStepCall{}
+	mi := &file_auth_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EAPStepCall) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EAPStepCall) ProtoMessage() {}
+
+func (x *EAPStepCall) ProtoReflect() protoreflect.Message {
+	mi := &file_auth_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EAPStepCall.ProtoReflect.Descriptor instead.
+func (*EAPStepCall) Descriptor() ([]byte, []int) {
+	return file_auth_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *EAPStepCall) GetSession() uint64 {
+	if x != nil {
+		return x.Session
+	}
+	return 0
+}
+
+func (x *EAPStepCall) GetMessage() []byte {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+// EAPStep is what the session says after one packet.
+type EAPStep struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Message       []byte                 `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
+	Done          bool                   `protobuf:"varint,2,opt,name=done,proto3" json:"done,omitempty"`
+	Success       bool                   `protobuf:"varint,3,opt,name=success,proto3" json:"success,omitempty"`
+	Msk           []byte                 `protobuf:"bytes,4,opt,name=msk,proto3" json:"msk,omitempty"`
+	Identity      []byte                 `protobuf:"bytes,5,opt,name=identity,proto3" json:"identity,omitempty"`
+	Reason        string                 `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EAPStep) Reset() {
+	*x = EAPStep{}
+	mi := &file_auth_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EAPStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EAPStep) ProtoMessage() {}
+
+func (x *EAPStep) ProtoReflect() protoreflect.Message {
+	mi := &file_auth_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EAPStep.ProtoReflect.Descriptor instead.
+func (*EAPStep) Descriptor() ([]byte, []int) {
+	return file_auth_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *EAPStep) GetMessage() []byte {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+func (x *EAPStep) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
+func (x *EAPStep) GetSuccess() bool {
+	if x != nil {
+		return x.Success
+	}
+	return false
+}
+
+func (x *EAPStep) GetMsk() []byte {
+	if x != nil {
+		return x.Msk
+	}
+	return nil
+}
+
+func (x *EAPStep) GetIdentity() []byte {
+	if x != nil {
+		return x.Identity
+	}
+	return nil
+}
+
+func (x *EAPStep) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // AuthCall is one request on the multiplexed stream. id is chosen by the
 // host and echoed in the reply; timeout_ms bounds the plugin's work.
+//
+// The eap_* operations were added to protocol version 1 without a version
+// change: hosts from before EAP never send them, and plugins from before
+// EAP answer them with the error "unknown auth operation", which the host
+// reports as "does not do EAP".
 type AuthCall struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Id        uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -261,6 +483,9 @@ type AuthCall struct {
 	//
 	//	*AuthCall_Make
 	//	*AuthCall_Verify
+	//	*AuthCall_EapStart
+	//	*AuthCall_EapStep
+	//	*AuthCall_EapClose
 	Op            isAuthCall_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -268,7 +493,7 @@ type AuthCall struct {
 
 func (x *AuthCall) Reset() {
 	*x = AuthCall{}
-	mi := &file_auth_proto_msgTypes[3]
+	mi := &file_auth_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -280,7 +505,7 @@ func (x *AuthCall) String() string {
 func (*AuthCall) ProtoMessage() {}
 
 func (x *AuthCall) ProtoReflect() protoreflect.Message {
-	mi := &file_auth_proto_msgTypes[3]
+	mi := &file_auth_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -293,7 +518,7 @@ func (x *AuthCall) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthCall.ProtoReflect.Descriptor instead.
 func (*AuthCall) Descriptor() ([]byte, []int) {
-	return file_auth_proto_rawDescGZIP(), []int{3}
+	return file_auth_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AuthCall) GetId() uint64 {
@@ -335,6 +560,33 @@ func (x *AuthCall) GetVerify() *AuthRequest {
 	return nil
 }
 
+func (x *AuthCall) GetEapStart() *EAPRequest {
+	if x != nil {
+		if x, ok := x.Op.(*AuthCall_EapStart); ok {
+			return x.EapStart
+		}
+	}
+	return nil
+}
+
+func (x *AuthCall) GetEapStep() *EAPStepCall {
+	if x != nil {
+		if x, ok := x.Op.(*AuthCall_EapStep); ok {
+			return x.EapStep
+		}
+	}
+	return nil
+}
+
+func (x *AuthCall) GetEapClose() uint64 {
+	if x != nil {
+		if x, ok := x.Op.(*AuthCall_EapClose); ok {
+			return x.EapClose
+		}
+	}
+	return 0
+}
+
 type isAuthCall_Op interface {
 	isAuthCall_Op()
 }
@@ -347,24 +599,47 @@ type AuthCall_Verify struct {
 	Verify *AuthRequest `protobuf:"bytes,4,opt,name=verify,proto3,oneof"`
 }
 
+type AuthCall_EapStart struct {
+	EapStart *EAPRequest `protobuf:"bytes,5,opt,name=eap_start,json=eapStart,proto3,oneof"`
+}
+
+type AuthCall_EapStep struct {
+	EapStep *EAPStepCall `protobuf:"bytes,6,opt,name=eap_step,json=eapStep,proto3,oneof"`
+}
+
+type AuthCall_EapClose struct {
+	EapClose uint64 `protobuf:"varint,7,opt,name=eap_close,json=eapClose,proto3,oneof"` // the session to close
+}
+
 func (*AuthCall_Make) isAuthCall_Op() {}
 
 func (*AuthCall_Verify) isAuthCall_Op() {}
 
+func (*AuthCall_EapStart) isAuthCall_Op() {}
+
+func (*AuthCall_EapStep) isAuthCall_Op() {}
+
+func (*AuthCall_EapClose) isAuthCall_Op() {}
+
 // AuthReply answers the AuthCall with the same id: result for make, nothing
-// for a successful verify, error text otherwise.
+// for a successful verify, eap_session for eap_start, eap_step for eap_step,
+// error text otherwise. unsupported says the plugin does not implement the
+// operation (an auth plugin without EAP).
 type AuthReply struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
 	Error         string                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
 	Result        *AuthResult            `protobuf:"bytes,3,opt,name=result,proto3" json:"result,omitempty"`
+	EapSession    uint64                 `protobuf:"varint,4,opt,name=eap_session,json=eapSession,proto3" json:"eap_session,omitempty"`
+	EapStep       *EAPStep               `protobuf:"bytes,5,opt,name=eap_step,json=eapStep,proto3" json:"eap_step,omitempty"`
+	Unsupported   bool                   `protobuf:"varint,6,opt,name=unsupported,proto3" json:"unsupported,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AuthReply) Reset() {
 	*x = AuthReply{}
-	mi := &file_auth_proto_msgTypes[4]
+	mi := &file_auth_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -376,7 +651,7 @@ func (x *AuthReply) String() string {
 func (*AuthReply) ProtoMessage() {}
 
 func (x *AuthReply) ProtoReflect() protoreflect.Message {
-	mi := &file_auth_proto_msgTypes[4]
+	mi := &file_auth_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -389,7 +664,7 @@ func (x *AuthReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthReply.ProtoReflect.Descriptor instead.
 func (*AuthReply) Descriptor() ([]byte, []int) {
-	return file_auth_proto_rawDescGZIP(), []int{4}
+	return file_auth_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AuthReply) GetId() uint64 {
@@ -413,6 +688,27 @@ func (x *AuthReply) GetResult() *AuthResult {
 	return nil
 }
 
+func (x *AuthReply) GetEapSession() uint64 {
+	if x != nil {
+		return x.EapSession
+	}
+	return 0
+}
+
+func (x *AuthReply) GetEapStep() *EAPStep {
+	if x != nil {
+		return x.EapStep
+	}
+	return nil
+}
+
+func (x *AuthReply) GetUnsupported() bool {
+	if x != nil {
+		return x.Unsupported
+	}
+	return false
+}
+
 // Calls and replies travel in batches: under load, whatever has queued up
 // while the previous batch was written goes out as one message, which
 // spreads the per-message cost (HTTP/2 frame, TLS record, system call) over
@@ -426,7 +722,7 @@ type AuthCalls struct {
 
 func (x *AuthCalls) Reset() {
 	*x = AuthCalls{}
-	mi := &file_auth_proto_msgTypes[5]
+	mi := &file_auth_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -438,7 +734,7 @@ func (x *AuthCalls) String() string {
 func (*AuthCalls) ProtoMessage() {}
 
 func (x *AuthCalls) ProtoReflect() protoreflect.Message {
-	mi := &file_auth_proto_msgTypes[5]
+	mi := &file_auth_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -451,7 +747,7 @@ func (x *AuthCalls) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthCalls.ProtoReflect.Descriptor instead.
 func (*AuthCalls) Descriptor() ([]byte, []int) {
-	return file_auth_proto_rawDescGZIP(), []int{5}
+	return file_auth_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AuthCalls) GetCalls() []*AuthCall {
@@ -470,7 +766,7 @@ type AuthReplies struct {
 
 func (x *AuthReplies) Reset() {
 	*x = AuthReplies{}
-	mi := &file_auth_proto_msgTypes[6]
+	mi := &file_auth_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -482,7 +778,7 @@ func (x *AuthReplies) String() string {
 func (*AuthReplies) ProtoMessage() {}
 
 func (x *AuthReplies) ProtoReflect() protoreflect.Message {
-	mi := &file_auth_proto_msgTypes[6]
+	mi := &file_auth_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -495,7 +791,7 @@ func (x *AuthReplies) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthReplies.ProtoReflect.Descriptor instead.
 func (*AuthReplies) Descriptor() ([]byte, []int) {
-	return file_auth_proto_rawDescGZIP(), []int{6}
+	return file_auth_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AuthReplies) GetReplies() []*AuthReply {
@@ -532,18 +828,44 @@ const file_auth_proto_rawDesc = "" +
 	"AuthResult\x12\x16\n" +
 	"\x06method\x18\x01 \x01(\rR\x06method\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12\x14\n" +
-	"\x05certs\x18\x03 \x03(\fR\x05certs\"\xa9\x01\n" +
+	"\x05certs\x18\x03 \x03(\fR\x05certs\"\xc8\x01\n" +
+	"\n" +
+	"EAPRequest\x12\x1e\n" +
+	"\n" +
+	"connection\x18\x01 \x01(\tR\n" +
+	"connection\x12\x16\n" +
+	"\x06method\x18\x02 \x01(\tR\x06method\x12\x16\n" +
+	"\x06server\x18\x03 \x01(\bR\x06server\x123\n" +
+	"\blocal_id\x18\x04 \x01(\v2\x18.veil.plugin.v1.IdentityR\alocalId\x125\n" +
+	"\tremote_id\x18\x05 \x01(\v2\x18.veil.plugin.v1.IdentityR\bremoteId\"A\n" +
+	"\vEAPStepCall\x12\x18\n" +
+	"\asession\x18\x01 \x01(\x04R\asession\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\fR\amessage\"\x97\x01\n" +
+	"\aEAPStep\x12\x18\n" +
+	"\amessage\x18\x01 \x01(\fR\amessage\x12\x12\n" +
+	"\x04done\x18\x02 \x01(\bR\x04done\x12\x18\n" +
+	"\asuccess\x18\x03 \x01(\bR\asuccess\x12\x10\n" +
+	"\x03msk\x18\x04 \x01(\fR\x03msk\x12\x1a\n" +
+	"\bidentity\x18\x05 \x01(\fR\bidentity\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\"\xbd\x02\n" +
 	"\bAuthCall\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1d\n" +
 	"\n" +
 	"timeout_ms\x18\x02 \x01(\rR\ttimeoutMs\x121\n" +
 	"\x04make\x18\x03 \x01(\v2\x1b.veil.plugin.v1.AuthRequestH\x00R\x04make\x125\n" +
-	"\x06verify\x18\x04 \x01(\v2\x1b.veil.plugin.v1.AuthRequestH\x00R\x06verifyB\x04\n" +
-	"\x02op\"e\n" +
+	"\x06verify\x18\x04 \x01(\v2\x1b.veil.plugin.v1.AuthRequestH\x00R\x06verify\x129\n" +
+	"\teap_start\x18\x05 \x01(\v2\x1a.veil.plugin.v1.EAPRequestH\x00R\beapStart\x128\n" +
+	"\beap_step\x18\x06 \x01(\v2\x1b.veil.plugin.v1.EAPStepCallH\x00R\aeapStep\x12\x1d\n" +
+	"\teap_close\x18\a \x01(\x04H\x00R\beapCloseB\x04\n" +
+	"\x02op\"\xdc\x01\n" +
 	"\tAuthReply\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x122\n" +
-	"\x06result\x18\x03 \x01(\v2\x1a.veil.plugin.v1.AuthResultR\x06result\";\n" +
+	"\x06result\x18\x03 \x01(\v2\x1a.veil.plugin.v1.AuthResultR\x06result\x12\x1f\n" +
+	"\veap_session\x18\x04 \x01(\x04R\n" +
+	"eapSession\x122\n" +
+	"\beap_step\x18\x05 \x01(\v2\x17.veil.plugin.v1.EAPStepR\aeapStep\x12 \n" +
+	"\vunsupported\x18\x06 \x01(\bR\vunsupported\";\n" +
 	"\tAuthCalls\x12.\n" +
 	"\x05calls\x18\x01 \x03(\v2\x18.veil.plugin.v1.AuthCallR\x05calls\"B\n" +
 	"\vAuthReplies\x123\n" +
@@ -564,33 +886,41 @@ func file_auth_proto_rawDescGZIP() []byte {
 	return file_auth_proto_rawDescData
 }
 
-var file_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_auth_proto_goTypes = []any{
 	(*Identity)(nil),    // 0: veil.plugin.v1.Identity
 	(*AuthRequest)(nil), // 1: veil.plugin.v1.AuthRequest
 	(*AuthResult)(nil),  // 2: veil.plugin.v1.AuthResult
-	(*AuthCall)(nil),    // 3: veil.plugin.v1.AuthCall
-	(*AuthReply)(nil),   // 4: veil.plugin.v1.AuthReply
-	(*AuthCalls)(nil),   // 5: veil.plugin.v1.AuthCalls
-	(*AuthReplies)(nil), // 6: veil.plugin.v1.AuthReplies
+	(*EAPRequest)(nil),  // 3: veil.plugin.v1.EAPRequest
+	(*EAPStepCall)(nil), // 4: veil.plugin.v1.EAPStepCall
+	(*EAPStep)(nil),     // 5: veil.plugin.v1.EAPStep
+	(*AuthCall)(nil),    // 6: veil.plugin.v1.AuthCall
+	(*AuthReply)(nil),   // 7: veil.plugin.v1.AuthReply
+	(*AuthCalls)(nil),   // 8: veil.plugin.v1.AuthCalls
+	(*AuthReplies)(nil), // 9: veil.plugin.v1.AuthReplies
 }
 var file_auth_proto_depIdxs = []int32{
-	0, // 0: veil.plugin.v1.AuthRequest.local_id:type_name -> veil.plugin.v1.Identity
-	0, // 1: veil.plugin.v1.AuthRequest.remote_id:type_name -> veil.plugin.v1.Identity
-	1, // 2: veil.plugin.v1.AuthCall.make:type_name -> veil.plugin.v1.AuthRequest
-	1, // 3: veil.plugin.v1.AuthCall.verify:type_name -> veil.plugin.v1.AuthRequest
-	2, // 4: veil.plugin.v1.AuthReply.result:type_name -> veil.plugin.v1.AuthResult
-	3, // 5: veil.plugin.v1.AuthCalls.calls:type_name -> veil.plugin.v1.AuthCall
-	4, // 6: veil.plugin.v1.AuthReplies.replies:type_name -> veil.plugin.v1.AuthReply
-	5, // 7: veil.plugin.v1.Auth.Stream:input_type -> veil.plugin.v1.AuthCalls
-	1, // 8: veil.plugin.v1.Auth.Verify:input_type -> veil.plugin.v1.AuthRequest
-	6, // 9: veil.plugin.v1.Auth.Stream:output_type -> veil.plugin.v1.AuthReplies
-	4, // 10: veil.plugin.v1.Auth.Verify:output_type -> veil.plugin.v1.AuthReply
-	9, // [9:11] is the sub-list for method output_type
-	7, // [7:9] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	0,  // 0: veil.plugin.v1.AuthRequest.local_id:type_name -> veil.plugin.v1.Identity
+	0,  // 1: veil.plugin.v1.AuthRequest.remote_id:type_name -> veil.plugin.v1.Identity
+	0,  // 2: veil.plugin.v1.EAPRequest.local_id:type_name -> veil.plugin.v1.Identity
+	0,  // 3: veil.plugin.v1.EAPRequest.remote_id:type_name -> veil.plugin.v1.Identity
+	1,  // 4: veil.plugin.v1.AuthCall.make:type_name -> veil.plugin.v1.AuthRequest
+	1,  // 5: veil.plugin.v1.AuthCall.verify:type_name -> veil.plugin.v1.AuthRequest
+	3,  // 6: veil.plugin.v1.AuthCall.eap_start:type_name -> veil.plugin.v1.EAPRequest
+	4,  // 7: veil.plugin.v1.AuthCall.eap_step:type_name -> veil.plugin.v1.EAPStepCall
+	2,  // 8: veil.plugin.v1.AuthReply.result:type_name -> veil.plugin.v1.AuthResult
+	5,  // 9: veil.plugin.v1.AuthReply.eap_step:type_name -> veil.plugin.v1.EAPStep
+	6,  // 10: veil.plugin.v1.AuthCalls.calls:type_name -> veil.plugin.v1.AuthCall
+	7,  // 11: veil.plugin.v1.AuthReplies.replies:type_name -> veil.plugin.v1.AuthReply
+	8,  // 12: veil.plugin.v1.Auth.Stream:input_type -> veil.plugin.v1.AuthCalls
+	1,  // 13: veil.plugin.v1.Auth.Verify:input_type -> veil.plugin.v1.AuthRequest
+	9,  // 14: veil.plugin.v1.Auth.Stream:output_type -> veil.plugin.v1.AuthReplies
+	7,  // 15: veil.plugin.v1.Auth.Verify:output_type -> veil.plugin.v1.AuthReply
+	14, // [14:16] is the sub-list for method output_type
+	12, // [12:14] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_auth_proto_init() }
@@ -598,9 +928,12 @@ func file_auth_proto_init() {
 	if File_auth_proto != nil {
 		return
 	}
-	file_auth_proto_msgTypes[3].OneofWrappers = []any{
+	file_auth_proto_msgTypes[6].OneofWrappers = []any{
 		(*AuthCall_Make)(nil),
 		(*AuthCall_Verify)(nil),
+		(*AuthCall_EapStart)(nil),
+		(*AuthCall_EapStep)(nil),
+		(*AuthCall_EapClose)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -608,7 +941,7 @@ func file_auth_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_auth_proto_rawDesc), len(file_auth_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
