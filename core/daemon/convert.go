@@ -101,7 +101,7 @@ func engineConnection(c *config.Connection) (ikesa.Connection, error) {
 			LocalTS: ch.LocalTS, RemoteTS: ch.RemoteTS, StartAction: ch.StartAction,
 			RekeyTime: ch.RekeyTime, LifeTime: ch.LifeTime,
 			RekeyBytes: ch.RekeyBytes, RekeyPackets: ch.RekeyPackets, ReplayWindow: ch.ReplayWindow,
-			LifeBytes: ch.LifeBytes, LifePackets: ch.LifePackets, Pools: ch.Pools, DNS: ch.DNS,
+			LifeBytes: ch.LifeBytes, LifePackets: ch.LifePackets, Pools: ch.Pools, DNS: ch.DNS, DPDAction: ch.DPDAction,
 		})
 	}
 	return ec, nil

@@ -422,16 +422,8 @@ func (e *Engine) handleEvent(sa *ikesa.SA, ev ikesa.Event) {
 			st.LastFailure = ev.Reason
 			st.LastFailureAt = e.cfg.Clock.Now()
 		}
-		if ev.Class == "timeout" && sa.Conn.DPDAction == "trap" && e.conns[sa.Conn.Name] == sa.Conn {
-			// The SA's children go with it; traps bring them back on traffic.
-			e.dpdTrapped[sa.Conn.Name] = true
-		}
-		if ev.Class == "timeout" && sa.Conn.DPDAction == "restart" && e.conns[sa.Conn.Name] == sa.Conn {
-			defer func() {
-				if _, err := e.initiateLocked(sa.Conn, "", nil); err != nil {
-					e.setFailure(sa.Conn.Name, err.Error())
-				}
-			}()
+		if ev.Class == "timeout" && e.conns[sa.Conn.Name] == sa.Conn {
+			defer e.dpdVerdict(sa.Conn) // trap.go
 		}
 	}
 	keep := e.waiters[sa][:0]

@@ -25,7 +25,39 @@ type trapKey struct{ conn, child string }
 
 // wantsTrap says whether child ch of c is trapped while it has no SA.
 func (e *Engine) wantsTrap(c *Connection, ch *Child) bool {
-	return len(c.RemoteAddrs) > 0 && (ch.StartAction == "trap" || e.dpdTrapped[c.Name])
+	return len(c.RemoteAddrs) > 0 && (ch.StartAction == "trap" || e.dpdTrapped[c.Name] && dpdAction(c, ch) == "trap")
+}
+
+// dpdAction is what a dead peer means for child ch: its own dpd_action,
+// else the connection's.
+func dpdAction(c *Connection, ch *Child) string {
+	if ch.DPDAction != "" {
+		return ch.DPDAction
+	}
+	return c.DPDAction
+}
+
+// dpdVerdict acts on DPD declaring c's peer dead, once its IKE SA (and
+// with it every child) is gone: "trap" children get traps (installed as
+// the SA is dropped), the first "restart" child is initiated again,
+// "clear" ones stay down.
+func (e *Engine) dpdVerdict(c *Connection) {
+	restart, again := "", len(c.Children) == 0 && c.DPDAction == "restart"
+	for i := range c.Children {
+		switch dpdAction(c, &c.Children[i]) {
+		case "trap":
+			e.dpdTrapped[c.Name] = true
+		case "restart":
+			if !again {
+				restart, again = c.Children[i].Name, true
+			}
+		}
+	}
+	if again {
+		if _, err := e.initiateLocked(c, restart, nil); err != nil {
+			e.setFailure(c.Name, err.Error())
+		}
+	}
 }
 
 // ensureTraps installs the missing traps of c's children that have no

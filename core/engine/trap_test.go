@@ -113,3 +113,40 @@ func TestDPDTrap(t *testing.T) {
 		t.Fatal("trap left beside the child")
 	}
 }
+
+// A child's dpd_action overrides the connection's.
+func TestDPDActionPerChild(t *testing.T) {
+	for _, tc := range []struct {
+		conn, child string
+		trap        bool
+		restarted   bool
+	}{
+		{"clear", "trap", true, false},
+		{"trap", "clear", false, false},
+		{"clear", "restart", false, true},
+		{"restart", "", false, true},
+	} {
+		p := newPair(t, func(a, b *Connection) {
+			a.DPDDelay, a.DPDAction, a.Children[0].DPDAction = 30*time.Second, tc.conn, tc.child
+		})
+		p.up()
+		first := p.a.e.Snapshot()[0].SPIi
+		p.b.e.mu.Lock()
+		for _, sa := range p.b.e.sas {
+			sa.ForceDestroy("reboot")
+			p.b.e.after(sa)
+		}
+		p.b.e.mu.Unlock()
+		for i := 0; i < 10; i++ {
+			p.advance(30 * time.Second)
+			p.flush()
+		}
+		if got := len(trapPolicies(p.a.dp)) == 1; got != tc.trap {
+			t.Errorf("conn %q child %q: trap installed %v", tc.conn, tc.child, got)
+		}
+		s := p.a.e.Snapshot()
+		if restarted := len(s) == 1 && s[0].SPIi != first && s[0].State == "ESTABLISHED"; restarted != tc.restarted {
+			t.Errorf("conn %q child %q: restarted %v (%+v)", tc.conn, tc.child, restarted, s)
+		}
+	}
+}

@@ -63,6 +63,7 @@ type Child struct {
 	ESPProposals             []transform.Proposal
 	LocalTS, RemoteTS        []provider.TrafficSelector
 	StartAction              string // "none", "start", "trap"
+	DPDAction                string // "": the connection's
 	RekeyTime, LifeTime      time.Duration
 	RekeyBytes, RekeyPackets uint64
 	// LifeBytes, LifePackets: hard limits (0 with a soft one: soft + 10 %)
