@@ -33,6 +33,9 @@ const (
 	tls12Label = "client EAP encryption"
 )
 
+// tlsMaxVersion caps the TLS version (0: crypto/tls's newest); tests set it.
+var tlsMaxVersion uint16
+
 // turn is what the handshake goroutine says when it stops: it waits for
 // input, or it is done (with err).
 type turn struct {
@@ -241,6 +244,7 @@ func newTLSServer(cert *tls.Certificate, roots *x509.CertPool) *tlsServer {
 		ClientAuth:             tls.RequireAndVerifyClientCert,
 		ClientCAs:              roots,
 		MinVersion:             tls.VersionTLS12,
+		MaxVersion:             tlsMaxVersion,
 		SessionTicketsDisabled: true, // no resumption; RFC 9190 tickets are not needed
 	}}
 }
@@ -309,6 +313,7 @@ func newTLSClient(cert *tls.Certificate, roots *x509.CertPool) *tlsClient {
 	cfg := &tls.Config{
 		Certificates: []tls.Certificate{*cert},
 		MinVersion:   tls.VersionTLS12,
+		MaxVersion:   tlsMaxVersion,
 		// The server's name is not known here (a RADIUS server's
 		// certificate names the RADIUS server, not the gateway): the
 		// chain to the configured CAs is checked instead.
@@ -345,7 +350,7 @@ func (c *tlsClient) next(_ uint8, data []byte) ([]byte, error) {
 			return nil, errors.New("EAP-TLS: the server did not start")
 		}
 		conn := tls.Client(c.pipe, c.cfg)
-		c.begin(conn, func() error {
+		hello := c.begin(conn, func() error {
 			if err := conn.Handshake(); err != nil {
 				return err
 			}
@@ -360,7 +365,7 @@ func (c *tlsClient) next(_ uint8, data []byte) ([]byte, error) {
 			}
 			return nil
 		})
-		return c.send(c.run(nil)), nil
+		return c.send(hello), nil
 	}
 	if data[0]&tlsFlagStart != 0 {
 		return nil, errors.New("EAP-TLS: the server started again")
