@@ -3,7 +3,12 @@ package eap
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/md5"
+	"encoding/binary"
 	"encoding/json"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -181,4 +186,296 @@ func TestRADIUSServerDown(t *testing.T) {
 	if time.Since(start) < 300*time.Millisecond {
 		t.Errorf("gave up after %v, before radius_timeout", time.Since(start))
 	}
+}
+
+// fakeRADIUS is a UDP server on loopback whose handler sees each request
+// (its copy number counts retransmissions) and returns the replies to send.
+type fakeRADIUS struct {
+	addr     string
+	requests chan []byte
+}
+
+func startFakeRADIUS(t *testing.T, handle func(req []byte) [][]byte) *fakeRADIUS {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeRADIUS{addr: c.LocalAddr().String(), requests: make(chan []byte, 100)}
+	done := make(chan struct{})
+	t.Cleanup(func() { c.Close(); <-done })
+	go func() {
+		defer close(done)
+		buf := make([]byte, 5000)
+		for {
+			n, from, err := c.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			req := bytes.Clone(buf[:n])
+			f.requests <- req
+			for _, r := range handle(req) {
+				c.WriteToUDP(r, from)
+			}
+		}
+	}()
+	return f
+}
+
+// signedReply answers req the way a RADIUS server does: Message-Authenticator
+// over the reply with the Request Authenticator, then the Response
+// Authenticator. withMA false leaves the Message-Authenticator out.
+func signedReply(t testing.TB, req []byte, code uint8, secret string, withMA bool, attrs ...radiusAttr) []byte {
+	t.Helper()
+	p := &radiusPacket{Code: code, ID: req[1], Attrs: attrs}
+	copy(p.Auth[:], req[4:20])
+	if withMA {
+		p.add(attrMessageAuth, make([]byte, 16))
+	}
+	b, err := p.marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if withMA {
+		m := hmac.New(md5.New, []byte(secret))
+		m.Write(b)
+		copy(b[len(b)-16:], m.Sum(nil))
+	}
+	h := md5.New()
+	h.Write(b)
+	h.Write([]byte(secret))
+	copy(b[4:20], h.Sum(nil))
+	return b
+}
+
+// mppeKey encrypts key as RFC 2548 §2.4.2 describes, inside a Microsoft
+// Vendor-Specific attribute.
+func mppeKey(typ uint8, key []byte, reqAuth []byte, secret string) radiusAttr {
+	plain := append([]byte{byte(len(key))}, key...)
+	for len(plain)%16 != 0 {
+		plain = append(plain, 0)
+	}
+	salt := []byte{0x80 | typ, 0x42}
+	ct := make([]byte, len(plain))
+	prev := append(bytes.Clone(reqAuth), salt...)
+	for i := 0; i < len(plain); i += 16 {
+		b := md5.Sum(append([]byte(secret), prev...))
+		for j := range 16 {
+			ct[i+j] = plain[i+j] ^ b[j]
+		}
+		prev = ct[i : i+16]
+	}
+	sub := append([]byte{typ, byte(2 + 2 + len(ct))}, append(salt, ct...)...)
+	return radiusAttr{Type: attrVendorSpecific, Value: append([]byte{0, 0, 1, 0x37}, sub...)}
+}
+
+func rawSession(t *testing.T, addr, secret, timeout string) auth.EAPSession {
+	t.Helper()
+	return startSession(t, gateway(t, addr, secret, timeout), "eap", true)
+}
+
+// identityResponse answers the session's Identity request.
+func identityResponse(t *testing.T, s auth.EAPSession, identity string) []byte {
+	t.Helper()
+	st, err := s.Step(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, err := ParsePacket(st.Message)
+	if err != nil || pk.Code != CodeRequest || pk.Type != TypeIdentity {
+		t.Fatalf("first message %x is not an EAP-Request/Identity", st.Message)
+	}
+	return (&Packet{Code: CodeResponse, ID: pk.ID, Type: TypeIdentity, Data: []byte(identity)}).Marshal()
+}
+
+// TestRADIUSRetransmit: an unanswered request goes again unchanged, and an
+// Access-Accept's MS-MPPE keys become the MSK.
+func TestRADIUSRetransmit(t *testing.T) {
+	const secret = "s3cret"
+	recv, send := bytes.Repeat([]byte{0xaa}, 32), bytes.Repeat([]byte{0xbb}, 32)
+	var first []byte
+	f := startFakeRADIUS(t, func(req []byte) [][]byte {
+		if first == nil {
+			first = req
+			return nil
+		}
+		if !bytes.Equal(req, first) {
+			t.Errorf("retransmission %x differs from the request %x", req, first)
+		}
+		return [][]byte{signedReply(t, req, radiusAccessAccept, secret, true,
+			radiusAttr{attrEAPMessage, []byte{CodeSuccess, 7, 0, 4}},
+			mppeKey(msMPPERecvKey, recv, req[4:20], secret),
+			mppeKey(msMPPESendKey, send, req[4:20], secret))}
+	})
+	s := rawSession(t, f.addr, secret, "600ms")
+	st, err := s.Step(context.Background(), identityResponse(t, s, "alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Done || !st.Success || string(st.Identity) != "alice" {
+		t.Fatalf("step %+v, want success for alice", st)
+	}
+	if want := append(bytes.Clone(recv), send...); !bytes.Equal(st.MSK, want) {
+		t.Errorf("MSK %x, want Recv|Send %x", st.MSK, want)
+	}
+	if !bytes.Equal(st.Message, []byte{CodeSuccess, 7, 0, 4}) {
+		t.Errorf("message %x, want the server's EAP-Success", st.Message)
+	}
+	if len(f.requests) < 2 {
+		t.Errorf("%d requests, want the request and a retransmission", len(f.requests))
+	}
+}
+
+// TestRADIUSRequestsAndBadReplies checks what an Access-Request carries
+// and that replies which are malformed, unauthenticated or for another
+// request are dropped while the real answer is taken.
+func TestRADIUSRequestsAndBadReplies(t *testing.T) {
+	const secret = "s3cret"
+	identity := strings.Repeat("a", 250) // its EAP packet needs two EAP-Message attributes
+	state := []byte("state-1")
+	challenge := (&Packet{Code: CodeRequest, ID: 9, Type: TypeMD5, Data: append([]byte{16}, make([]byte, 16)...)}).Marshal()
+	n := 0
+	f := startFakeRADIUS(t, func(req []byte) [][]byte {
+		n++
+		p, err := parseRADIUS(req)
+		if err == nil && len(p.eapMessage()) > 4 && p.eapMessage()[4] == TypeIdentity {
+			n = 1
+		}
+		if err != nil {
+			t.Errorf("request %d: %v", n, err)
+			return nil
+		}
+		if ma, ok := messageAuthenticator(bytes.Clone(req), nil, []byte(secret)); !ok || !bytes.Equal(ma, p.get(attrMessageAuth)) {
+			t.Errorf("request %d: Message-Authenticator missing or wrong", n)
+		}
+		if p.Code != radiusAccessRequest || string(p.get(attrUserName)) != identity ||
+			!bytes.Equal(p.get(attrNASPortType), []byte{0, 0, 0, 5}) || !bytes.Equal(p.get(attrServiceType), []byte{0, 0, 0, 2}) ||
+			len(p.get(attrNASIdentifier)) == 0 {
+			t.Errorf("request %d lacks User-Name, NAS-Port-Type Virtual, Service-Type Framed or NAS-Identifier: %+v", n, p)
+		}
+		switch n {
+		case 1:
+			var sizes []int
+			for _, a := range p.Attrs {
+				if a.Type == attrEAPMessage {
+					sizes = append(sizes, len(a.Value))
+				}
+			}
+			if len(sizes) != 2 || sizes[0] != 253 || sizes[1] != 5+250-253 {
+				t.Errorf("EAP-Message attributes of %v bytes, want 253 and %d", sizes, 5+250-253)
+			}
+			if p.get(attrState) != nil {
+				t.Error("the first request carries a State")
+			}
+			chal := []radiusAttr{{attrEAPMessage, challenge}, {attrState, state}}
+			other := bytes.Clone(req)
+			other[1]++
+			return [][]byte{
+				[]byte("garbage"),
+				signedReply(t, req, radiusAccessChallenge, "wrong", true, chal...),
+				signedReply(t, req, radiusAccessChallenge, secret, false, chal...),
+				signedReply(t, other, radiusAccessChallenge, secret, true, chal...),
+				signedReply(t, req, radiusAccessRequest, secret, true, chal...),
+				signedReply(t, req, radiusAccessChallenge, secret, true, chal...),
+			}
+		default:
+			if !bytes.Equal(p.get(attrState), state) {
+				t.Errorf("request %d: State %q, want %q echoed", n, p.get(attrState), state)
+			}
+			return [][]byte{signedReply(t, req, radiusAccessReject, secret, true,
+				radiusAttr{attrReplyMessage, []byte("no\xffpe")})}
+		}
+	})
+	s := rawSession(t, f.addr, secret, "3s")
+	st, err := s.Step(context.Background(), identityResponse(t, s, identity))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Done || !bytes.Equal(st.Message, challenge) {
+		t.Fatalf("step %+v, want the challenge relayed", st)
+	}
+	if d := s.(*radiusSession).dropped; d != 4 {
+		t.Errorf("%d replies dropped, want 4 (garbage, wrong secret, no Message-Authenticator, wrong code)", d)
+	}
+	resp := (&Packet{Code: CodeResponse, ID: 9, Type: TypeMD5, Data: append([]byte{16}, make([]byte, 16)...)}).Marshal()
+	st, err = s.Step(context.Background(), resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `RADIUS server rejected "` + identity + `": no?pe`
+	if !st.Done || st.Success || st.Reason != want || !bytes.Equal(st.Message, []byte{CodeFailure, 9, 0, 4}) {
+		t.Errorf("step %+v, want EAP-Failure 9 with reason %q", st, want)
+	}
+	if _, err := s.Step(context.Background(), resp); err == nil {
+		t.Error("a step after the end was taken")
+	}
+}
+
+func TestRADIUSRepliesWithAnotherSecret(t *testing.T) {
+	f := startFakeRADIUS(t, func(req []byte) [][]byte {
+		return [][]byte{signedReply(t, req, radiusAccessReject, "other", true)}
+	})
+	s := rawSession(t, f.addr, "s3cret", "300ms")
+	_, err := s.Step(context.Background(), identityResponse(t, s, "alice"))
+	if err == nil || !strings.Contains(err.Error(), "replies dropped") || !strings.Contains(err.Error(), "Response Authenticator") {
+		t.Errorf("error %v, want one naming the dropped, unauthenticated replies", err)
+	}
+}
+
+func TestRADIUSBadConfig(t *testing.T) {
+	p := gateway(t, "no-such-host.invalid:1812", "s", "")
+	if _, err := p.StartEAP(context.Background(), &auth.EAPRequest{Connection: "c", Method: "eap", Server: true}); err == nil || !strings.Contains(err.Error(), "radius_server") {
+		t.Errorf("StartEAP error %v, want one naming radius_server", err)
+	}
+}
+
+// FuzzRADIUS feeds replies to the pass-through: raw bytes (dropped unless
+// valid) and well-signed replies with arbitrary code and attributes, which
+// must end in a step or an error, never a panic.
+func FuzzRADIUS(f *testing.F) {
+	const secret = "s3cret"
+	reqAuth := [16]byte{1, 2, 3}
+	req := append([]byte{radiusAccessRequest, 5, 0, 20}, reqAuth[:]...)
+	f.Add(uint8(radiusAccessChallenge), []byte{attrEAPMessage, 7, CodeRequest, 1, 0, 5, TypeMD5, attrState, 3, 'x'})
+	f.Add(uint8(radiusAccessAccept), append([]byte{attrEAPMessage, 6, CodeSuccess, 1, 0, 4}, mppeKey(msMPPERecvKey, make([]byte, 32), reqAuth[:], secret).Value...))
+	f.Add(uint8(radiusAccessReject), []byte{attrReplyMessage, 4, 'n', 'o'})
+	f.Fuzz(func(t *testing.T, code uint8, attrs []byte) {
+		s := &radiusSession{cfg: &radiusConfig{Secret: []byte(secret)}, radID: 5, identity: []byte("alice"), started: true, log: slog.New(slog.DiscardHandler)}
+		raw := append(bytes.Clone(req[:20]), attrs...)
+		raw[0] = code
+		binary.BigEndian.PutUint16(raw[2:4], uint16(min(len(raw), 0xffff)))
+		s.check(raw, &reqAuth)
+		s.check(attrs, &reqAuth)
+		decryptMPPEKey(attrs, &reqAuth, []byte(secret))
+		p, err := parseRADIUS(raw)
+		if err != nil {
+			return
+		}
+		var kept []radiusAttr
+		for _, a := range p.Attrs {
+			if a.Type != attrMessageAuth {
+				kept = append(kept, a)
+			}
+		}
+		if len(raw) > radiusMaxLen-18 {
+			return
+		}
+		signed := signedReply(t, req, code, secret, true, kept...)
+		reply, why := s.check(signed, &reqAuth)
+		if reply == nil {
+			if code == radiusAccessAccept || code == radiusAccessReject || code == radiusAccessChallenge {
+				t.Fatalf("a well-signed reply was dropped: %s", why)
+			}
+			return
+		}
+		st := s.answer(3, reply, &reqAuth)
+		if st == nil || (st.Done && st.Message == nil) {
+			t.Fatalf("answer gave %+v", st)
+		}
+		if st.Message != nil {
+			if _, err := ParsePacket(st.Message); err != nil {
+				t.Fatalf("answer's message %x: %v", st.Message, err)
+			}
+		}
+	})
 }
