@@ -188,6 +188,24 @@ func TestRADIUSServerDown(t *testing.T) {
 	}
 }
 
+// TestRADIUSTLS13 runs EAP-TLS 1.3 (RFC 9190) through to FreeRADIUS.
+func TestRADIUSTLS13(t *testing.T) {
+	fr := freeradius.Start(t, freeradius.Config{TLSMaxVersion: "1.3"})
+	gw := gateway(t, fr.Addr, fr.Secret, "")
+	cli := radiusPlugin(t, Config{Connections: map[string]ConnConfig{"c": {
+		Method: "eap-tls", EAPID: "alice", Certificate: fr.ClientCert, Key: "file:" + fr.ClientKey, CACerts: []string{fr.CA}}}})
+	srv, c, err := relay(t, startSession(t, gw, "eap-tls", true), startSession(t, cli, "eap-tls", false))
+	if err != nil || srv == nil || !srv.Success || !c.Success {
+		t.Fatalf("conversation failed: error %v server %+v client %+v", err, srv, c)
+	}
+	if len(srv.MSK) != 64 || !bytes.Equal(srv.MSK, c.MSK) {
+		t.Errorf("MSKs differ: server %x client %x", srv.MSK, c.MSK)
+	}
+	if !strings.Contains(fr.Log(), "send TLS 1.3 Handshake, ServerHello") {
+		t.Error("FreeRADIUS did not answer in TLS 1.3")
+	}
+}
+
 // fakeRADIUS is a UDP server on loopback whose handler sees each request
 // (its copy number counts retransmissions) and returns the replies to send.
 type fakeRADIUS struct {
