@@ -30,6 +30,7 @@ func (e *Engine) watchDataplane(ctx context.Context) {
 // HandleDataplaneEvent acts on one dataplane event: rekey on soft expiry
 // or sequence exhaustion, cleanup on hard expiry, initiate on Acquire.
 func (e *Engine) HandleDataplaneEvent(ev provider.Event) {
+	defer e.poke() // an SA initiated or rekeyed here has timers for Run
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	switch ev.Kind {
