@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/veil-ipsec/veil/core/engine/enginetest"
+	"github.com/veil-ipsec/veil/core/transform"
 )
 
 // ppkPair builds a pair whose keystore holds PPKs "ppk-a" and "ppk-b"; edit
@@ -151,5 +152,23 @@ func TestPPKMissingKey(t *testing.T) {
 	err := p.initiate()
 	if err == nil || !strings.Contains(err.Error(), `loading PPK "pqkey" failed`) {
 		t.Fatalf("initiator: %v", err)
+	}
+}
+
+// With IKE_INTERMEDIATE (a hybrid ML-KEM key exchange, RFC 9370) the PPK
+// mixes into the keys that exchange produced.
+func TestPPKWithIntermediate(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	p := ppkPair(t, key, key, func(a, b *Connection) {
+		for _, c := range []*Connection{a, b} {
+			c.IKEProposals = mustProposals(t, transform.ProtoIKE, "aes256gcm16-prfsha384-x25519-ke1_mlkem768")
+		}
+		setPPK(a, "pqkey", "ppk-a", true)
+		setPPK(b, "pqkey", "ppk-b", true)
+	})
+	p.up()
+	p.established(t, 1)
+	if s := p.a.e.Snapshot()[0]; !s.PPK || !strings.Contains(s.Proposal, "mlkem768") {
+		t.Fatalf("%+v", s)
 	}
 }
