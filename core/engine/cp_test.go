@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/veil-ipsec/veil/core/engine/enginetest"
 	"github.com/veil-ipsec/veil/core/provider"
 	"github.com/veil-ipsec/veil/core/ts"
 )
@@ -200,5 +201,20 @@ func TestCPInstallsVirtualIP(t *testing.T) {
 	p.flush()
 	if !slices.Equal(log, []string{"true [10.99.0.1]", "false [10.99.0.1]"}) {
 		t.Fatalf("after delete: %v", log)
+	}
+}
+
+// Remote access with EAP: the CFG_REQUEST rides the first IKE_AUTH
+// request, the CFG_REPLY the last response after the EAP rounds.
+func TestCPWithEAP(t *testing.T) {
+	ma := &enginetest.EAP{Password: []byte("pw"), Rounds: 2}
+	mb := &enginetest.EAP{Password: []byte("pw"), Rounds: 2}
+	p := eapPair(t, ma, mb, remoteAccess(t, []netip.Addr{netip.IPv4Unspecified()}, "10.99.0.0/24"))
+	p.up()
+	p.established(t, 1)
+	a, b := p.a.e.Snapshot()[0], p.b.e.Snapshot()[0]
+	if !slices.Equal(a.LocalVIPs, []string{"10.99.0.1"}) || !slices.Equal(b.RemoteVIPs, []string{"10.99.0.1"}) ||
+		!slices.Equal(a.Children[0].LocalTS, []string{"10.99.0.1/32"}) {
+		t.Fatalf("client %+v gateway %+v", a, b)
 	}
 }
