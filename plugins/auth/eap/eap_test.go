@@ -271,6 +271,13 @@ func TestTLS(t *testing.T) {
 		srv, cli := pki.plugins(t, pki.ca, other.clientCert, other.clientKey)
 		wantFailure(t, converse(t, start(t, srv, "s", "eap-tls", true), start(t, cli, "c", "eap-tls", false)), "certificate")
 	})
+	t.Run("client certificate naming another identity", func(t *testing.T) {
+		pki := newPKI(t, false)
+		srv, _ := pki.plugins(t, pki.ca, pki.clientCert, pki.clientKey)
+		cli := configure(t, Config{Connections: map[string]ConnConfig{"c": {
+			Method: "eap-tls", EAPID: "bob", Certificate: pki.clientCert, Key: pki.clientKey, CACerts: []string{pki.ca}}}})
+		wantFailure(t, converse(t, start(t, srv, "s", "eap-tls", true), start(t, cli, "c", "eap-tls", false)), `"bob" is not named in the client certificate`)
+	})
 	t.Run("no client credentials", func(t *testing.T) {
 		cli := configure(t, Config{Connections: map[string]ConnConfig{"c": {Method: "eap-tls", EAPID: "alice"}}})
 		if _, err := cli.StartEAP(context.Background(), &auth.EAPRequest{Connection: "c", Method: "eap-tls"}); err == nil {

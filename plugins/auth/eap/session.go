@@ -187,7 +187,7 @@ func (s *server) startMethod(t uint8) (*auth.EAPStep, error) {
 	s.answered = false
 	switch t {
 	case TypeTLS:
-		s.m = newTLSServer(s.conn.cert, s.conn.roots)
+		s.m = newTLSServer(s.conn.cert, s.conn.roots, s.identity)
 	case TypeMSCHAPv2:
 		pw := s.p.password(s.identity)
 		s.m = newMSCHAPServer(s.identity, pw)

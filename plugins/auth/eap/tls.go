@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 )
 
@@ -232,14 +233,21 @@ func newTLSConv() tlsConv {
 }
 
 // tlsServer is the EAP-TLS authenticator: it requires a client
-// certificate that chains to the configured CAs.
+// certificate that chains to the configured CAs and names the EAP
+// identity the peer gave, so a certificate cannot log in as another user.
 type tlsServer struct {
 	tlsConv
 	cfg *tls.Config
 }
 
-func newTLSServer(cert *tls.Certificate, roots *x509.CertPool) *tlsServer {
+func newTLSServer(cert *tls.Certificate, roots *x509.CertPool, identity []byte) *tlsServer {
 	return &tlsServer{tlsConv: newTLSConv(), cfg: &tls.Config{
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 || !certNames(cs.PeerCertificates[0], string(identity)) {
+				return fmt.Errorf("EAP identity %q is not named in the client certificate", identity)
+			}
+			return nil
+		},
 		Certificates:           []tls.Certificate{*cert},
 		ClientAuth:             tls.RequireAndVerifyClientCert,
 		ClientCAs:              roots,
@@ -300,6 +308,25 @@ func (s *tlsServer) next(_ uint8, data []byte) ([]byte, *result, error) {
 		return nil, nil, errors.New("EAP-TLS: the handshake stalled")
 	}
 	return s.send(out), nil, nil
+}
+
+// certNames says whether a certificate names id: as its subject's common
+// name or whole DN, or as a DNS or e-mail subjectAltName.
+func certNames(c *x509.Certificate, id string) bool {
+	if id == c.Subject.CommonName || id == c.Subject.String() {
+		return true
+	}
+	for _, n := range c.DNSNames {
+		if strings.EqualFold(n, id) {
+			return true
+		}
+	}
+	for _, n := range c.EmailAddresses {
+		if strings.EqualFold(n, id) {
+			return true
+		}
+	}
+	return false
 }
 
 // tlsClient is the EAP-TLS peer: it checks the server's certificate
