@@ -393,3 +393,64 @@ func TestConfigureErrors(t *testing.T) {
 		t.Error("Verify did not refuse")
 	}
 }
+
+// A gateway runs many conversations at once, and a reload (Configure)
+// during them leaves them intact.
+func TestConcurrentConversations(t *testing.T) {
+	pki := newPKI(t, false)
+	users := map[string]string{"alice": writeSecret(t, "a", "pw-a")}
+	srvCfg := Config{Users: users, Connections: map[string]ConnConfig{"s": {
+		Method: "eap", Certificate: pki.serverCert, Key: pki.serverKey, CACerts: []string{pki.ca}}}}
+	srv := configure(t, srvCfg)
+	pwCli := configure(t, Config{Connections: map[string]ConnConfig{"c": {Method: "eap-mschapv2", EAPID: "alice", Secret: writeSecret(t, "pw", "pw-a")}}})
+	_, tlsCli := pki.plugins(t, pki.ca, pki.clientCert, pki.clientKey)
+	js, _ := json.Marshal(srvCfg)
+	errs := make(chan string, 40)
+	for i := 0; i < 40; i++ {
+		go func() {
+			cli, method := pwCli, "eap-mschapv2"
+			if i%2 == 1 {
+				cli, method = tlsCli, "eap-tls"
+			}
+			if i%10 == 0 {
+				if err := srv.Configure(context.Background(), js); err != nil {
+					errs <- err.Error()
+					return
+				}
+			}
+			ctx := context.Background()
+			s, err := srv.StartEAP(ctx, &auth.EAPRequest{Connection: "s", Method: "eap", Server: true})
+			if err != nil {
+				errs <- err.Error()
+				return
+			}
+			defer s.Close()
+			c, err := cli.StartEAP(ctx, &auth.EAPRequest{Connection: "c", Method: method})
+			if err != nil {
+				errs <- err.Error()
+				return
+			}
+			defer c.Close()
+			st, err := s.Step(ctx, nil)
+			for n := 0; err == nil && !st.Done && n < 50; n++ {
+				var cs *auth.EAPStep
+				if cs, err = c.Step(ctx, st.Message); err == nil {
+					st, err = s.Step(ctx, cs.Message)
+				}
+			}
+			switch {
+			case err != nil:
+				errs <- method + ": " + err.Error()
+			case !st.Success:
+				errs <- method + ": " + st.Reason
+			default:
+				errs <- ""
+			}
+		}()
+	}
+	for i := 0; i < 40; i++ {
+		if e := <-errs; e != "" {
+			t.Error(e)
+		}
+	}
+}
