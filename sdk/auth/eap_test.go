@@ -251,3 +251,50 @@ func TestCheckEAPStep(t *testing.T) {
 		t.Errorf("reason of %d bytes not cut", len(st.Reason))
 	}
 }
+
+// blockingSession's Step waits for release.
+type blockingSession struct {
+	entered, release chan struct{}
+	closed           bool
+}
+
+func (b *blockingSession) Step(context.Context, []byte) (*EAPStep, error) {
+	b.entered <- struct{}{}
+	<-b.release
+	return &EAPStep{Message: []byte{1, 1, 0, 5, 1}}, nil
+}
+
+func (b *blockingSession) Close() { b.closed = true }
+
+// TestEAPIdleSparesRunningStep: the idle timer firing while a step is
+// under way (a slow RADIUS server) does not close the session.
+func TestEAPIdleSparesRunningStep(t *testing.T) {
+	bs := &blockingSession{entered: make(chan struct{}), release: make(chan struct{})}
+	tbl := newEAPTable(&EAPMock{StartEAPFn: func(context.Context, *EAPRequest) (EAPSession, error) { return bs, nil }}, 0, time.Hour)
+	id, err := tbl.start(context.Background(), &pb.EAPRequest{Server: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := tbl.sessions[id]
+	done := make(chan error)
+	go func() {
+		_, err := tbl.step(context.Background(), id, nil)
+		done <- err
+	}()
+	<-bs.entered
+	tbl.expire(id, e) // as if the timer fired now
+	close(bs.release)
+	if err := <-done; err != nil {
+		t.Fatalf("step during expiry: %v", err)
+	}
+	if tbl.count() != 1 || bs.closed {
+		t.Fatal("the session was closed during its step")
+	}
+	tbl.expire(id, e) // idle again: now it goes
+	if tbl.count() != 0 || !bs.closed {
+		t.Fatal("the idle session was not closed")
+	}
+	if _, err := tbl.step(context.Background(), id, nil); err == nil || !strings.Contains(err.Error(), "unknown") {
+		t.Fatalf("step after expiry: %v", err)
+	}
+}
