@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/veil-ipsec/veil/sdk/auth"
+	"github.com/veil-ipsec/veil/sdk/plugintest"
 )
 
 // writeSecret stores a secret as the file keystore wants it (mode 0600)
@@ -452,5 +453,32 @@ func TestConcurrentConversations(t *testing.T) {
 		if e := <-errs; e != "" {
 			t.Error(e)
 		}
+	}
+}
+
+// The plugin as veild runs it: behind the SDK's gRPC server, reached
+// through the SDK client, in both roles.
+func TestOverPluginProtocol(t *testing.T) {
+	pki := newPKI(t, false)
+	srv := plugintest.AuthClient(t, configure(t, Config{
+		Users: map[string]string{"alice": writeSecret(t, "a", "pw-a")},
+		Connections: map[string]ConnConfig{"s": {
+			Method: "eap", Certificate: pki.serverCert, Key: pki.serverKey, CACerts: []string{pki.ca}}},
+	}))
+	_, tlsCli := pki.plugins(t, pki.ca, pki.clientCert, pki.clientKey)
+	pwCli := configure(t, Config{Connections: map[string]ConnConfig{"c": {Method: "eap-mschapv2", EAPID: "alice", Secret: writeSecret(t, "pw", "pw-a")}}})
+	ctx := context.Background()
+	for method, cli := range map[string]*auth.Client{"eap-tls": plugintest.AuthClient(t, tlsCli), "eap-mschapv2": plugintest.AuthClient(t, pwCli)} {
+		s, err := srv.StartEAP(ctx, &auth.EAPRequest{Connection: "s", Method: "eap", Server: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := cli.StartEAP(ctx, &auth.EAPRequest{Connection: "c", Method: method})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantSuccess(t, converse(t, s, c), "alice", 64)
+		s.Close()
+		c.Close()
 	}
 }
