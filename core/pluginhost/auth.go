@@ -125,7 +125,7 @@ func (e *eapSession) gone() bool {
 func (e *eapSession) Step(ctx context.Context, in []byte) (*provider.EAPStep, error) {
 	name := e.a.inst.name
 	if e.gone() {
-		return nil, fmt.Errorf("auth plugin %q restarted during the EAP conversation, which is lost with the old process", name)
+		return nil, fmt.Errorf("auth plugin %q exited or restarted during the EAP conversation, which was lost with its process", name)
 	}
 	start := time.Now()
 	ctx, cancel := e.a.inst.h.callContext(ctx)
@@ -134,7 +134,7 @@ func (e *eapSession) Step(ctx context.Context, in []byte) (*provider.EAPStep, er
 	e.a.inst.h.observe(base.KindAuth, name, "eap-step", start, err)
 	if err != nil {
 		if e.gone() {
-			return nil, fmt.Errorf("auth plugin %q exited during the EAP conversation, which is lost with the process: %w", name, err)
+			return nil, fmt.Errorf("auth plugin %q exited or restarted during the EAP conversation, which was lost with its process: %w", name, err)
 		}
 		return nil, callError(base.KindAuth, name, "EAP step", start, err)
 	}

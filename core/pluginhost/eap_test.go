@@ -143,7 +143,7 @@ func TestEAPSessionAcrossRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitRestarted(t, h, "auth", "eap", killPlugin(t, h, "auth", "eap"))
-	if _, err := cli.Step(context.Background(), first.Message); err == nil || !strings.Contains(err.Error(), `auth plugin "eap" restarted during the EAP conversation`) {
+	if _, err := cli.Step(context.Background(), first.Message); err == nil || !strings.Contains(err.Error(), `auth plugin "eap" exited or restarted during the EAP conversation`) {
 		t.Fatalf("Step after the plugin restarted: %v", err)
 	}
 	srv.Close()

@@ -111,9 +111,7 @@ func TestEAPOverGRPC(t *testing.T) {
 	ss.Close()
 	ss.Close()
 	cs.Close()
-	if n, closed := srv.eapSessions(), m.Closed.Load(); n != 0 || closed != 2 {
-		t.Errorf("after Close: %d sessions open, %d closed; want 0, 2", n, closed)
-	}
+	waitFor(t, "both sessions closed in the plugin", func() bool { return srv.eapSessions() == 0 && m.Closed.Load() == 2 })
 	if _, err := ss.Step(context.Background(), []byte{1}); err == nil {
 		t.Error("Step after Close succeeded")
 	}
@@ -148,6 +146,7 @@ func TestEAPSessionLimit(t *testing.T) {
 		t.Fatalf("third session: %v", err)
 	}
 	a.Close()
+	waitFor(t, "the session closed in the plugin", func() bool { return m.Closed.Load() == 1 })
 	start(t, c, serverReq).Close()
 }
 

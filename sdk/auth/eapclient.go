@@ -75,17 +75,21 @@ func (s *clientSession) Step(ctx context.Context, in []byte) (*EAPStep, error) {
 	return checkEAPStep(r.GetEapStep())
 }
 
-// Close tells the plugin to drop the conversation, waiting at most
-// EAPCloseTimeout; a lost Close is cleaned up by the plugin's idle timeout.
+// Close tells the plugin to drop the conversation and returns at once:
+// the engine may close sessions while holding locks, and a hung plugin must
+// not stall it. The call is given EAPCloseTimeout; a lost Close is cleaned
+// up by the plugin's idle timeout.
 func (s *clientSession) Close() {
 	if s.closed.Swap(true) {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), EAPCloseTimeout)
-	defer cancel()
-	_, _ = s.c.stream.Do(ctx, func(id uint64, timeout time.Duration) *pb.AuthCall {
-		return &pb.AuthCall{Id: id, TimeoutMs: millis(timeout), Op: &pb.AuthCall_EapClose{EapClose: s.id}}
-	})
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), EAPCloseTimeout)
+		defer cancel()
+		_, _ = s.c.stream.Do(ctx, func(id uint64, timeout time.Duration) *pb.AuthCall {
+			return &pb.AuthCall{Id: id, TimeoutMs: millis(timeout), Op: &pb.AuthCall_EapClose{EapClose: s.id}}
+		})
+	}()
 }
 
 // checkEAPStep turns the plugin's step into an EAPStep, copying the MSK

@@ -35,6 +35,7 @@ const (
 	MaxEAPMessageLen  = 65535 // an EAP packet's Length field is 16 bits
 	MaxMSKLen         = 1024
 	MaxEAPIdentityLen = 1024
-	// EAPCloseTimeout bounds how long Close waits for the plugin.
+	// EAPCloseTimeout bounds the close call a session's Close sends (Close
+	// itself returns at once).
 	EAPCloseTimeout = time.Second
 )
