@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/veil-ipsec/veil/sdk/auth"
 )
@@ -42,8 +43,11 @@ type clientMethod interface {
 	close()
 }
 
-// server is the EAP authenticator (veil is the IKE responder).
+// server is the EAP authenticator (veil is the IKE responder). mu
+// serialises Step and Close: the host may close a session on a timeout
+// while a step runs.
 type server struct {
+	mu      sync.Mutex
 	p       *Plugin
 	conn    *conn
 	offer   []uint8 // methods we run, preferred first
@@ -113,6 +117,8 @@ func (s *server) finish(r *result) *auth.EAPStep {
 }
 
 func (s *server) Step(_ context.Context, in []byte) (*auth.EAPStep, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.done {
 		return nil, errors.New("the EAP conversation has ended")
 	}
@@ -214,6 +220,8 @@ func (p *Plugin) password(identity []byte) []byte {
 }
 
 func (s *server) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.m != nil {
 		s.m.close()
 	}
@@ -222,6 +230,7 @@ func (s *server) Close() {
 
 // client is the EAP peer (veil is the IKE initiator).
 type client struct {
+	mu       sync.Mutex
 	identity []byte
 	password []byte
 	conn     *conn
@@ -281,6 +290,8 @@ func (c *client) fail(reason string) *auth.EAPStep {
 }
 
 func (c *client) Step(_ context.Context, in []byte) (*auth.EAPStep, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.done {
 		return nil, errors.New("the EAP conversation has ended")
 	}
@@ -345,6 +356,8 @@ func (c *client) Step(_ context.Context, in []byte) (*auth.EAPStep, error) {
 }
 
 func (c *client) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.m != nil {
 		c.m.close()
 	}
