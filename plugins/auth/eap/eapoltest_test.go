@@ -37,23 +37,36 @@ func TestEAPOLTest(t *testing.T) {
 	})
 	clientKey := strings.TrimPrefix(pki.clientKey, "file:")
 	other := newPKI(t, false)
+	// RSA certificates make every TLS flight span several EAP fragments;
+	// fragment_size makes hostapd fragment its own flights too.
+	big := newPKI(t, true)
+	srvRSA := configure(t, Config{Connections: map[string]ConnConfig{"s": {
+		Method: "eap-tls", Certificate: big.serverCert, Key: big.serverKey, CACerts: []string{big.ca}}}})
+	bigTLS := fmt.Sprintf("eap=TLS\nidentity=\"alice\"\nca_cert=%q\nclient_cert=%q\nprivate_key=%q\nfragment_size=400", big.ca, big.clientCert, strings.TrimPrefix(big.clientKey, "file:"))
 	for _, tc := range []struct {
 		name, method, network string
 		ok, keys              bool
+		rsa                   bool
 	}{
-		{"MSCHAPv2", "eap-mschapv2", "eap=MSCHAPV2\nidentity=\"alice\"\npassword=\"alice's password\"", true, true},
-		{"MSCHAPv2 wrong password", "eap-mschapv2", "eap=MSCHAPV2\nidentity=\"alice\"\npassword=\"guess\"", false, false},
-		{"MSCHAPv2 unknown user", "eap-mschapv2", "eap=MSCHAPV2\nidentity=\"bob\"\npassword=\"alice's password\"", false, false},
-		{"MD5", "eap-md5", "eap=MD5\nidentity=\"alice\"\npassword=\"alice's password\"", true, false},
-		{"TLS 1.2", "eap-tls", fmt.Sprintf("eap=TLS\nidentity=\"alice\"\nca_cert=%q\nclient_cert=%q\nprivate_key=%q", pki.ca, pki.clientCert, clientKey), true, true},
-		{"TLS 1.3", "eap-tls", fmt.Sprintf("eap=TLS\nidentity=\"alice\"\nca_cert=%q\nclient_cert=%q\nprivate_key=%q\nphase1=\"tls_disable_tlsv1_3=0\"", pki.ca, pki.clientCert, clientKey), true, true},
-		{"TLS client certificate from another CA", "eap-tls", fmt.Sprintf("eap=TLS\nidentity=\"alice\"\nca_cert=%q\nclient_cert=%q\nprivate_key=%q", pki.ca, other.clientCert, strings.TrimPrefix(other.clientKey, "file:")), false, false},
+		{"TLS 1.2 fragmented both ways", "eap-tls", bigTLS, true, true, true},
+		{"TLS 1.3 fragmented both ways", "eap-tls", bigTLS + "\nphase1=\"tls_disable_tlsv1_3=0\"", true, true, true},
+		{"MSCHAPv2", "eap-mschapv2", "eap=MSCHAPV2\nidentity=\"alice\"\npassword=\"alice's password\"", true, true, false},
+		{"MSCHAPv2 wrong password", "eap-mschapv2", "eap=MSCHAPV2\nidentity=\"alice\"\npassword=\"guess\"", false, false, false},
+		{"MSCHAPv2 unknown user", "eap-mschapv2", "eap=MSCHAPV2\nidentity=\"bob\"\npassword=\"alice's password\"", false, false, false},
+		{"MD5", "eap-md5", "eap=MD5\nidentity=\"alice\"\npassword=\"alice's password\"", true, false, false},
+		{"TLS 1.2", "eap-tls", fmt.Sprintf("eap=TLS\nidentity=\"alice\"\nca_cert=%q\nclient_cert=%q\nprivate_key=%q", pki.ca, pki.clientCert, clientKey), true, true, false},
+		{"TLS 1.3", "eap-tls", fmt.Sprintf("eap=TLS\nidentity=\"alice\"\nca_cert=%q\nclient_cert=%q\nprivate_key=%q\nphase1=\"tls_disable_tlsv1_3=0\"", pki.ca, pki.clientCert, clientKey), true, true, false},
+		{"TLS client certificate from another CA", "eap-tls", fmt.Sprintf("eap=TLS\nidentity=\"alice\"\nca_cert=%q\nclient_cert=%q\nprivate_key=%q", pki.ca, other.clientCert, strings.TrimPrefix(other.clientKey, "file:")), false, false, false},
 		// The server picks TLS first; a peer with only a password Naks to MSCHAPv2.
-		{"eap with Nak", "eap", "eap=MSCHAPV2\nidentity=\"alice\"\npassword=\"alice's password\"", true, true},
+		{"eap with Nak", "eap", "eap=MSCHAPV2\nidentity=\"alice\"\npassword=\"alice's password\"", true, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			secret := []byte("radius-front-end-secret")
-			front := newRADIUSFront(t, srv, tc.method, secret)
+			p := srv
+			if tc.rsa {
+				p = srvRSA
+			}
+			front := newRADIUSFront(t, p, tc.method, secret)
 			conf := filepath.Join(t.TempDir(), "eapol.conf")
 			if err := os.WriteFile(conf, []byte("network={\nkey_mgmt=IEEE8021X\n"+tc.network+"\n}\n"), 0o600); err != nil {
 				t.Fatal(err)
@@ -77,6 +90,11 @@ func TestEAPOLTest(t *testing.T) {
 			if st := front.result(); st == nil || st.Success != tc.ok {
 				t.Errorf("veil's server ended with %+v", st)
 			}
+			front.mu.Lock()
+			defer front.mu.Unlock()
+			if tc.rsa && (!front.fragIn || !front.fragOut) {
+				t.Errorf("fragments from the peer: %v, to the peer: %v; want both", front.fragIn, front.fragOut)
+			}
 		})
 	}
 }
@@ -93,6 +111,9 @@ type radiusFront struct {
 	mu     sync.Mutex
 	last   *auth.EAPStep
 	secret []byte
+	// fragIn and fragOut: an EAP-TLS fragment with more to follow came
+	// from the peer, went to the peer.
+	fragIn, fragOut bool
 }
 
 func (f *radiusFront) port() int { return f.conn.LocalAddr().(*net.UDPAddr).Port }
@@ -161,6 +182,10 @@ func (f *radiusFront) serve(t *testing.T, sess auth.EAPSession) {
 			t.Errorf("veil's EAP server: %v", err)
 			return
 		}
+		f.mu.Lock()
+		f.fragIn = f.fragIn || isFragment(in)
+		f.fragOut = f.fragOut || isFragment(st.Message)
+		f.mu.Unlock()
 		reply := &radiusPacket{Code: radiusAccessChallenge, ID: req.ID, Auth: req.Auth}
 		if st.Done {
 			f.mu.Lock()
