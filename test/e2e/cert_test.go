@@ -23,9 +23,15 @@ import (
 
 // testCA issues certificates for the tests' hosts.
 type testCA struct {
-	cert *x509.Certificate
-	key  crypto.Signer
-	path string
+	cert    *x509.Certificate
+	key     crypto.Signer
+	path    string // the CA certificate (PEM)
+	keyPath string // its key (PKCS#8 PEM), for `openssl ocsp`
+
+	// Where certificates issued from now on send their verifiers for
+	// revocation status: an OCSP responder (AIA) and a CRL distribution
+	// point, both HTTP URLs; empty for none.
+	ocspURL, crlURL string
 }
 
 func newTestCA(t *testing.T, dir string) *testCA {
@@ -39,9 +45,11 @@ func newTestCA(t *testing.T, dir string) *testCA {
 		t.Fatal(err)
 	}
 	cert, _ := x509.ParseCertificate(der)
-	path := filepath.Join(dir, "ca.pem")
+	path, keyPath := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca.key")
 	os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
-	return &testCA{cert: cert, key: key, path: path}
+	pk, _ := x509.MarshalPKCS8PrivateKey(key)
+	os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk}), 0o600)
+	return &testCA{cert: cert, key: key, path: path, keyPath: keyPath}
 }
 
 // issue writes NAME.pem and NAME.key (PKCS#8, mode 0600) for a host whose
@@ -65,6 +73,12 @@ func (ca *testCA) issue(t *testing.T, dir, name, dnsName, kind string) (certPath
 	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: dnsName}, DNSNames: []string{dnsName},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature}
+	if ca.ocspURL != "" {
+		tmpl.OCSPServer = []string{ca.ocspURL}
+	}
+	if ca.crlURL != "" {
+		tmpl.CRLDistributionPoints = []string{ca.crlURL}
+	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, key.Public(), ca.key)
 	if err != nil {
 		t.Fatal(err)
@@ -79,22 +93,44 @@ func (ca *testCA) issue(t *testing.T, dir, name, dnsName, kind string) (certPath
 // revoke writes a CRL (PEM) from ca that revokes the certificate in certPath.
 func (ca *testCA) revoke(t *testing.T, dir, certPath string) string {
 	t.Helper()
-	b, _ := os.ReadFile(certPath)
-	blk, _ := pem.Decode(b)
-	cert, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		t.Fatal(err)
+	path := filepath.Join(dir, "ca.crl")
+	os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: ca.crl(t, readCert(t, certPath))}), 0o644)
+	return path
+}
+
+// crl returns a CRL (DER) from ca that revokes the certificates given (none
+// for an empty one).
+func (ca *testCA) crl(t *testing.T, revoked ...*x509.Certificate) []byte {
+	t.Helper()
+	var entries []x509.RevocationListEntry
+	for _, c := range revoked {
+		entries = append(entries, x509.RevocationListEntry{SerialNumber: c.SerialNumber, RevocationTime: time.Now().Add(-time.Minute)})
 	}
 	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
 		Number: big.NewInt(1), ThisUpdate: time.Now().Add(-time.Minute), NextUpdate: time.Now().Add(time.Hour),
-		RevokedCertificateEntries: []x509.RevocationListEntry{{SerialNumber: cert.SerialNumber, RevocationTime: time.Now().Add(-time.Minute)}},
+		RevokedCertificateEntries: entries,
 	}, ca.cert, ca.key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(dir, "ca.crl")
-	os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}), 0o644)
-	return path
+	return der
+}
+
+func readCert(t *testing.T, path string) *x509.Certificate {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		t.Fatalf("%s: no PEM block", path)
+	}
+	cert, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert
 }
 
 func certConfig(sock, local, remote, lid, rid, cert, key, ca, start string) string {
