@@ -279,6 +279,14 @@ func TestTLS(t *testing.T) {
 			Method: "eap-tls", EAPID: "bob", Certificate: pki.clientCert, Key: pki.clientKey, CACerts: []string{pki.ca}}}})
 		wantFailure(t, converse(t, start(t, srv, "s", "eap-tls", true), start(t, cli, "c", "eap-tls", false)), `"bob" is not named in the client certificate`)
 	})
+	t.Run("no server credentials", func(t *testing.T) {
+		srv := configure(t, Config{})
+		for _, m := range []string{"eap-tls", "eap-mschapv2", "eap"} {
+			if _, err := srv.StartEAP(context.Background(), &auth.EAPRequest{Connection: "s", Method: m, Server: true}); err == nil {
+				t.Errorf("%s server without credentials or users started", m)
+			}
+		}
+	})
 	t.Run("no client credentials", func(t *testing.T) {
 		cli := configure(t, Config{Connections: map[string]ConnConfig{"c": {Method: "eap-tls", EAPID: "alice"}}})
 		if _, err := cli.StartEAP(context.Background(), &auth.EAPRequest{Connection: "c", Method: "eap-tls"}); err == nil {

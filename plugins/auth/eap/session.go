@@ -72,10 +72,14 @@ func (p *Plugin) newServer(req *auth.EAPRequest, method string, c *conn) (*serve
 			return nil, fmt.Errorf("connection %q: an EAP-TLS server needs a certificate, its key and cacerts for client certificates", req.Connection)
 		}
 		s.offer = []uint8{TypeTLS}
-	case "eap-mschapv2":
+	case "eap-mschapv2", "eap-md5":
+		if !pwOK {
+			return nil, fmt.Errorf("connection %q: %s needs users (or radius_server) in the eap plugin block", req.Connection, method)
+		}
 		s.offer = []uint8{TypeMSCHAPv2}
-	case "eap-md5":
-		s.offer = []uint8{TypeMD5}
+		if method == "eap-md5" {
+			s.offer = []uint8{TypeMD5}
+		}
 	default: // "eap": the strongest we can run
 		if tlsOK {
 			s.offer = append(s.offer, TypeTLS)
