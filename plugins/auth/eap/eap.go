@@ -262,6 +262,9 @@ func (p *Plugin) StartEAP(_ context.Context, req *auth.EAPRequest) (auth.EAPSess
 		if p.radius != nil {
 			rc := *p.radius
 			rc.Secret = append([]byte(nil), p.radius.Secret...)
+			if c != nil {
+				rc.EAPID = c.eapID
+			}
 			return newRADIUSSession(&rc, req)
 		}
 		return p.newServer(req, method, c)

@@ -29,6 +29,9 @@ type radiusConfig struct {
 	Server  string
 	Secret  []byte
 	Timeout time.Duration
+	// EAPID is the server connection's eap_id: only that identity may log
+	// in ("" or "%any": anyone the RADIUS server knows).
+	EAPID string
 }
 
 // RADIUS codes (RFC 2865 §3).
@@ -258,6 +261,9 @@ func (s *radiusSession) Step(ctx context.Context, in []byte) (*auth.EAPStep, err
 			return s.fail(pk.ID, "the peer's EAP identity is empty, too long or holds NUL"), nil
 		}
 		s.identity = pk.Data
+		if s.cfg.EAPID != "" && s.cfg.EAPID != "%any" && s.cfg.EAPID != string(s.identity) {
+			return s.fail(pk.ID, fmt.Sprintf("EAP identity %q is not the expected %q", s.identity, s.cfg.EAPID)), nil
+		}
 	}
 	reply, reqAuth, err := s.exchange(ctx, in)
 	if err != nil {
@@ -349,13 +355,13 @@ func (s *radiusSession) exchange(ctx context.Context, eap []byte) (*radiusPacket
 		deadline = d
 	}
 	interval := s.cfg.Timeout / 3
+	// A cancelled context ends the wait now, not at the next retransmission.
+	stop := context.AfterFunc(ctx, func() { s.conn.SetReadDeadline(time.Now()) })
+	defer stop()
 	buf := make([]byte, radiusMaxLen+1)
 	var lastErr error
 	bad := 0 // replies to this request dropped
 	for {
-		if err := ctx.Err(); err != nil {
-			return nil, nil, err
-		}
 		if _, err := s.conn.Write(req); err != nil {
 			lastErr = err
 		}
@@ -363,7 +369,7 @@ func (s *radiusSession) exchange(ctx context.Context, eap []byte) (*radiusPacket
 		if resend.After(deadline) {
 			resend = deadline
 		}
-		for {
+		for ctx.Err() == nil {
 			s.conn.SetReadDeadline(resend)
 			n, err := s.conn.Read(buf)
 			if err != nil {
@@ -388,6 +394,9 @@ func (s *radiusSession) exchange(ctx context.Context, eap []byte) (*radiusPacket
 				lastErr = errors.New(why)
 				bad++
 			}
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, nil, fmt.Errorf("RADIUS server %s: %w", s.cfg.Server, err)
 		}
 		if !time.Now().Before(deadline) {
 			break

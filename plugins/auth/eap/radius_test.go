@@ -7,6 +7,7 @@ import (
 	"crypto/md5"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net"
 	"os"
@@ -161,6 +162,17 @@ func TestRADIUS(t *testing.T) {
 		srv, c, err := relay(t, startSession(t, gw, "eap-tls", true), startSession(t, cli, "eap-tls", false))
 		if err != nil || (srv != nil && srv.Success) || c.Success {
 			t.Fatalf("want a rejection: error %v server %+v client %+v", err, srv, c)
+		}
+	})
+	t.Run("eap_id restricts who logs in", func(t *testing.T) {
+		gw := radiusPlugin(t, Config{RADIUSServer: fr.Addr, RADIUSSecret: secretRef(t, fr.Secret),
+			Connections: map[string]ConnConfig{"c": {Method: "eap-mschapv2", EAPID: "bob"}}})
+		srv, c, err := relay(t, startSession(t, gw, "eap-mschapv2", true), startSession(t, passwordClient(t, "eap-mschapv2", "alice", alice), "eap-mschapv2", false))
+		if err != nil || srv == nil || srv.Success || c.Success {
+			t.Fatalf("want a refusal: error %v server %+v client %+v", err, srv, c)
+		}
+		if want := `EAP identity "alice" is not the expected "bob"`; srv.Reason != want {
+			t.Errorf("reason %q, want %q", srv.Reason, want)
 		}
 	})
 	t.Run("wrong RADIUS secret", func(t *testing.T) {
@@ -437,6 +449,18 @@ func TestRADIUSRepliesWithAnotherSecret(t *testing.T) {
 	_, err := s.Step(context.Background(), identityResponse(t, s, "alice"))
 	if err == nil || !strings.Contains(err.Error(), "replies dropped") || !strings.Contains(err.Error(), "Response Authenticator") {
 		t.Errorf("error %v, want one naming the dropped, unauthenticated replies", err)
+	}
+}
+
+// TestRADIUSCancel: a cancelled context ends the wait for an answer.
+func TestRADIUSCancel(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f := startFakeRADIUS(t, func([]byte) [][]byte { cancel(); return nil })
+	s := rawSession(t, f.addr, "s3cret", "1h")
+	_, err := s.Step(ctx, identityResponse(t, s, "alice"))
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("error %v, want context.Canceled", err)
 	}
 }
 
