@@ -109,3 +109,22 @@ func withID(b []byte, id uint8) []byte {
 	c[1] = id
 	return c
 }
+
+func TestTLSAck(t *testing.T) {
+	for _, tc := range []struct {
+		data []byte
+		ack  bool
+	}{
+		{[]byte{0}, true},
+		{[]byte{tlsFlagLength, 0, 0, 0, 0}, true},
+		{[]byte{}, false},
+		{[]byte{tlsFlagMore}, false},
+		{[]byte{tlsFlagStart}, false},
+		{[]byte{0, 22}, false},
+		{[]byte{tlsFlagLength, 0, 0, 0, 1, 22}, false},
+	} {
+		if got := isAck(tc.data); got != tc.ack {
+			t.Errorf("isAck(%x) = %v", tc.data, got)
+		}
+	}
+}

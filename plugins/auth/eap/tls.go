@@ -176,6 +176,18 @@ func (t *tlsConv) fragment() []byte {
 	return b
 }
 
+// isAck says whether an EAP-TLS packet is an acknowledgement: no TLS
+// data and no more to come (some peers set the L flag even here).
+func isAck(data []byte) bool {
+	if len(data) < 1 || data[0]&(tlsFlagMore|tlsFlagStart) != 0 {
+		return false
+	}
+	if data[0]&tlsFlagLength != 0 {
+		return len(data) == 5
+	}
+	return len(data) == 1
+}
+
 // sending says whether fragments of a flight are still to go.
 func (t *tlsConv) sending() bool { return len(t.out) > 0 }
 
@@ -278,7 +290,7 @@ func (s *tlsServer) start(uint8) ([]byte, error) {
 
 func (s *tlsServer) next(_ uint8, data []byte) ([]byte, *result, error) {
 	if s.sending() {
-		if len(data) != 1 || data[0] != 0 {
+		if !isAck(data) {
 			return nil, nil, errors.New("EAP-TLS: expected an acknowledgement of our fragment")
 		}
 		return s.fragment(), nil, nil
@@ -398,7 +410,7 @@ func (c *tlsClient) next(_ uint8, data []byte) ([]byte, error) {
 		return nil, errors.New("EAP-TLS: the server started again")
 	}
 	if c.sending() {
-		if len(data) != 1 || data[0] != 0 {
+		if !isAck(data) {
 			return nil, errors.New("EAP-TLS: expected an acknowledgement of our fragment")
 		}
 		return c.fragment(), nil
