@@ -57,7 +57,7 @@ func requireStrongSwan(t *testing.T) {
 			t.Skipf("needs strongSwan (%s): %v", b, err)
 		}
 	}
-	for _, b := range []string{"nft", "ping"} {
+	for _, b := range []string{"ping"} {
 		if _, err := exec.LookPath(b); err != nil {
 			t.Skipf("needs %s", b)
 		}
@@ -81,7 +81,7 @@ type setup struct {
 	CharonID    string // charon's identity, if not charonID
 	CharonIKE   string // charon's IKE proposal, if not IKEProposal
 	CharonPSK   string // charon's pre-shared key, if not psk
-	Dataplane   string // attributes of veil's userspace dataplane block
+	Dataplane   string // attributes of veil's userspace dataplane block, if any
 }
 
 // addressing is one family's plan: outer addresses on the link, inner
@@ -159,25 +159,15 @@ func newLab(t *testing.T, s setup) *lab {
 	l.veilNS.Run("ip", "addr", "add", a.veilInner+a.host, "dev", "lo")
 	l.chNS.Run("ip", "addr", "add", a.charonInner+a.host, "dev", "lo")
 	// strongSwan 5.9's kernel-libipsec only sends ESP inside UDP (it fakes
-	// a NAT to force encapsulation), and veild's userspace dataplane cannot
-	// yet take ESP-in-UDP on the IKE socket's port 4500: its IKE socket
-	// drops datagrams without the non-ESP marker, and without udp_port the
-	// dataplane has no socket for them at all (sent packets are counted and
-	// dropped). So the dataplane gets its own port and, in veil's namespace
-	// only, incoming datagrams to 4500 that are ESP (first word not the
-	// zero marker) are steered to it, statelessly before conntrack.
-	s.Dataplane = "config {\n    udp_port = " + veilESPPort + "\n  }"
-	l.veilNS.Run("nft", "add table inet steer; "+
-		"add chain inet steer pre { type filter hook prerouting priority -300 ; }; "+
-		"add rule inet steer pre udp dport 4500 @th,64,32 != 0 udp dport set "+veilESPPort)
+	// a NAT to force encapsulation); veild shares port 4500 with the
+	// userspace dataplane (SO_REUSEPORT, ESP steered by the non-ESP marker),
+	// so the dataplane's default configuration carries it.
 	dir := t.TempDir()
 	l.charon = startCharon(t, l.chNS, filepath.Join(dir, "charon"), s)
 	l.veil = startVeil(t, l.veilNS, filepath.Join(dir, "veil"), s)
 	l.veilStarts = s.VeilStarts
 	return l
 }
-
-const veilESPPort = "4501"
 
 // ---- veil side ----
 
