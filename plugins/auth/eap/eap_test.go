@@ -490,3 +490,36 @@ func TestOverPluginProtocol(t *testing.T) {
 		c.Close()
 	}
 }
+
+// A Nak must name another method we offer: asking again for the refused
+// one, or for none, ends the conversation; a second Nak too.
+func TestNakRules(t *testing.T) {
+	pki := newPKI(t, false)
+	srv := configure(t, Config{
+		Users: map[string]string{"alice": writeSecret(t, "a", "pw-a")},
+		Connections: map[string]ConnConfig{"s": {
+			Method: "eap", Certificate: pki.serverCert, Key: pki.serverKey, CACerts: []string{pki.ca}}},
+	})
+	ctx := context.Background()
+	for name, naks := range map[string][][]byte{
+		"same method":  {{TypeTLS}},
+		"none":         {{0}},
+		"unknown":      {{99}},
+		"a second Nak": {{TypeMSCHAPv2}, {TypeTLS}},
+	} {
+		s := start(t, srv, "s", "eap", true)
+		st, _ := s.Step(ctx, nil)
+		st, err := s.Step(ctx, (&Packet{Code: CodeResponse, ID: st.Message[1], Type: TypeIdentity, Data: []byte("alice")}).Marshal())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, nak := range naks {
+			if st, err = s.Step(ctx, (&Packet{Code: CodeResponse, ID: st.Message[1], Type: TypeNak, Data: nak}).Marshal()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !st.Done || st.Success {
+			t.Errorf("%s: conversation goes on: %+v", name, st)
+		}
+	}
+}

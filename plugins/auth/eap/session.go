@@ -169,7 +169,7 @@ func (s *server) Step(_ context.Context, in []byte) (*auth.EAPStep, error) {
 		s.nak = true
 		for _, want := range pk.Data {
 			for _, t := range s.offer {
-				if t == want {
+				if t == want && t != s.m.typ() {
 					return s.startMethod(t)
 				}
 			}
