@@ -285,15 +285,20 @@ func (s *radiusSession) answer(id uint8, reply *radiusPacket, reqAuth *[16]byte)
 		s.state = append([]byte(nil), reply.get(attrState)...)
 		return &auth.EAPStep{Message: eap[:binary.BigEndian.Uint16(eap[2:4])]}
 	case radiusAccessAccept:
+		msg := (&Packet{Code: CodeSuccess, ID: id}).Marshal()
+		if len(eap) > 0 {
+			// The EAP-Success is the server's to send; an Accept that
+			// carries anything else contradicts itself.
+			if rp, err := ParsePacket(eap); err != nil || rp.Code != CodeSuccess {
+				return s.fail(id, "the RADIUS server's Access-Accept carries no EAP-Success")
+			}
+			msg = eap[:4]
+		}
 		msk, err := s.msk(reply, reqAuth)
 		if err != nil {
 			return s.fail(id, err.Error())
 		}
 		s.done = true
-		msg := (&Packet{Code: CodeSuccess, ID: id}).Marshal()
-		if rp, err := ParsePacket(eap); err == nil && rp.Code == CodeSuccess {
-			msg = eap[:4]
-		}
 		return &auth.EAPStep{Message: msg, Done: true, Success: true, MSK: msk, Identity: s.identity}
 	default: // radiusAccessReject; check passes no other code
 		reason := fmt.Sprintf("RADIUS server rejected %q", s.identity)
