@@ -452,6 +452,24 @@ func TestRADIUSRepliesWithAnotherSecret(t *testing.T) {
 	}
 }
 
+// TestRADIUSAcceptWithoutSuccess: an Access-Accept carrying an
+// EAP-Failure is not a login.
+func TestRADIUSAcceptWithoutSuccess(t *testing.T) {
+	const secret = "s3cret"
+	f := startFakeRADIUS(t, func(req []byte) [][]byte {
+		return [][]byte{signedReply(t, req, radiusAccessAccept, secret, true,
+			radiusAttr{attrEAPMessage, []byte{CodeFailure, 7, 0, 4}})}
+	})
+	s := rawSession(t, f.addr, secret, "3s")
+	st, err := s.Step(context.Background(), identityResponse(t, s, "alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Done || st.Success || st.MSK != nil || !strings.Contains(st.Reason, "no EAP-Success") {
+		t.Errorf("step %+v, want a failure naming the missing EAP-Success", st)
+	}
+}
+
 // TestRADIUSCancel: a cancelled context ends the wait for an answer.
 func TestRADIUSCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
