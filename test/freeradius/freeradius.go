@@ -197,8 +197,9 @@ func (s *Server) run(t testing.TB) error {
 		exited <- err
 		close(s.done)
 	}()
-	ready := make(chan struct{})
+	ready, logged := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(logged)
 		sc := bufio.NewScanner(pr)
 		signalled := false
 		for sc.Scan() {
@@ -220,6 +221,7 @@ func (s *Server) run(t testing.TB) error {
 		})
 		return nil
 	case err := <-exited:
+		<-logged // all of its output, for the caller to read
 		return fmt.Errorf("freeradius exited: %v", err)
 	case <-time.After(30 * time.Second):
 		cmd.Process.Kill()
