@@ -270,7 +270,11 @@ func TestTLS(t *testing.T) {
 		pki := newPKI(t, false)
 		other := newPKI(t, false)
 		srv, cli := pki.plugins(t, pki.ca, other.clientCert, other.clientKey)
-		wantFailure(t, converse(t, start(t, srv, "s", "eap-tls", true), start(t, cli, "c", "eap-tls", false)), "certificate")
+		o := converse(t, start(t, srv, "s", "eap-tls", true), start(t, cli, "c", "eap-tls", false))
+		wantFailure(t, o, "certificate")
+		if o.client.Reason != "the EAP server refused authentication during EAP-TLS" {
+			t.Errorf("client reason %q", o.client.Reason)
+		}
 	})
 	t.Run("client certificate naming another identity", func(t *testing.T) {
 		pki := newPKI(t, false)

@@ -319,8 +319,11 @@ func (c *client) Step(_ context.Context, in []byte) (*auth.EAPStep, error) {
 		return &auth.EAPStep{Done: true, Success: true, MSK: append([]byte(nil), c.m.key()...)}, nil
 	case CodeFailure:
 		reason := "the EAP server refused authentication"
-		if c.m != nil && c.m.failure() != "" {
-			reason = c.m.failure()
+		if c.m != nil {
+			reason += " during " + typeName(c.m.typ())
+			if c.m.failure() != "" {
+				reason = c.m.failure()
+			}
 		}
 		return c.fail(reason), nil
 	case CodeResponse:
