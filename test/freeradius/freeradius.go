@@ -162,10 +162,11 @@ func (s *Server) Log() string {
 	return s.log.String()
 }
 
-func (s *Server) Write(b []byte) (int, error) {
+func (s *Server) logLine(line string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.log.Write(b)
+	s.log.WriteString(line)
+	s.log.WriteByte('\n')
 }
 
 // Stop kills the server (cleanup does it too); a test uses it to see a
@@ -203,7 +204,7 @@ func (s *Server) run(t testing.TB) error {
 		sc := bufio.NewScanner(pr)
 		signalled := false
 		for sc.Scan() {
-			fmt.Fprintln(s, sc.Text())
+			s.logLine(sc.Text())
 			if !signalled && strings.Contains(sc.Text(), "Ready to process requests") {
 				signalled = true
 				close(ready)
