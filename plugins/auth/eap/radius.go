@@ -15,6 +15,8 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/veil-ipsec/veil/sdk/auth"
 )
@@ -303,7 +305,13 @@ func (s *radiusSession) answer(id uint8, reply *radiusPacket, reqAuth *[16]byte)
 	default: // radiusAccessReject; check passes no other code
 		reason := fmt.Sprintf("RADIUS server rejected %q", s.identity)
 		if m := reply.get(attrReplyMessage); len(m) > 0 {
-			reason += ": " + strings.ToValidUTF8(string(m), "?")
+			// The server's text goes to logs and status: printable only.
+			reason += ": " + strings.Map(func(r rune) rune {
+				if r == utf8.RuneError || !unicode.IsPrint(r) {
+					return '?'
+				}
+				return r
+			}, string(m))
 		}
 		return s.fail(id, reason)
 	}

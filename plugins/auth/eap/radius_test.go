@@ -413,7 +413,7 @@ func TestRADIUSRequestsAndBadReplies(t *testing.T) {
 				t.Errorf("request %d: State %q, want %q echoed", n, p.get(attrState), state)
 			}
 			return [][]byte{signedReply(t, req, radiusAccessReject, secret, true,
-				radiusAttr{attrReplyMessage, []byte("no\xffpe")})}
+				radiusAttr{attrReplyMessage, []byte("no\xffpe\n")})}
 		}
 	})
 	s := rawSession(t, f.addr, secret, "3s")
@@ -432,7 +432,7 @@ func TestRADIUSRequestsAndBadReplies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `RADIUS server rejected "` + identity + `": no?pe`
+	want := `RADIUS server rejected "` + identity + `": no?pe?`
 	if !st.Done || st.Success || st.Reason != want || !bytes.Equal(st.Message, []byte{CodeFailure, 9, 0, 4}) {
 		t.Errorf("step %+v, want EAP-Failure 9 with reason %q", st, want)
 	}
