@@ -527,3 +527,48 @@ func TestNakRules(t *testing.T) {
 		}
 	}
 }
+
+// Close zeroes what the methods held: password hashes, passwords, MSKs.
+func TestCloseZeroesSecrets(t *testing.T) {
+	for _, m := range []string{"eap-mschapv2", "eap-md5"} {
+		srv, cli := passwordPlugins(t, m, "correct horse battery", true)
+		s := start(t, srv, "s", m, true)
+		c := start(t, cli, "c", m, false)
+		wantSuccess(t, converse(t, s, c), "alice", map[string]int{"eap-mschapv2": 64, "eap-md5": 0}[m])
+		var held [][]byte
+		switch sm := s.(*server).m.(type) {
+		case *mschapServer:
+			held = append(held, sm.pwHash, sm.msk)
+		case *md5Server:
+			held = append(held, sm.password)
+		}
+		cl := c.(*client)
+		held = append(held, cl.password)
+		switch cm := cl.m.(type) {
+		case *mschapClient:
+			held = append(held, cm.pwHash, cm.msk)
+		case *md5Client:
+			held = append(held, cm.password)
+		}
+		s.Close()
+		c.Close()
+		for i, b := range held {
+			if len(b) == 0 || !isZero(b) {
+				t.Errorf("%s: secret %d not zeroed after Close: %x", m, i, b)
+			}
+		}
+	}
+	pki := newPKI(t, false)
+	srv, cli := pki.plugins(t, pki.ca, pki.clientCert, pki.clientKey)
+	s := start(t, srv, "s", "eap-tls", true)
+	c := start(t, cli, "c", "eap-tls", false)
+	wantSuccess(t, converse(t, s, c), "alice", 64)
+	held := [][]byte{s.(*server).m.(*tlsServer).msk, c.(*client).m.(*tlsClient).msk}
+	s.Close()
+	c.Close()
+	for i, b := range held {
+		if len(b) != 64 || !isZero(b) {
+			t.Errorf("EAP-TLS MSK %d not zeroed after Close: %x", i, b)
+		}
+	}
+}
