@@ -58,6 +58,7 @@ type conn struct {
 	password []byte
 	cert     *tls.Certificate
 	roots    *x509.CertPool
+	tlsErr   error // why EAP-TLS is unavailable to an "eap" connection
 }
 
 // Plugin is the EAP authenticator.
@@ -185,35 +186,58 @@ func loadConn(cc ConnConfig) (*conn, error) {
 		}
 		c.password = pw
 	}
-	if cc.Certificate != "" || cc.Key != "" {
-		if cc.Certificate == "" || cc.Key == "" {
-			clear(c.password)
-			return nil, errors.New("EAP-TLS needs both certificate and key")
-		}
-		cert, err := loadKeyPair(cc.Certificate, cc.Key)
-		if err != nil {
+	// The certificate, key and CAs are the connection's IKE ones too: only
+	// EAP-TLS needs them here. With "eap" they are optional, so a key this
+	// plugin cannot read (pkcs11:, vault:) just leaves EAP-TLS out.
+	if cc.Method != "eap-tls" && cc.Method != "eap" {
+		return c, nil
+	}
+	cert, roots, err := loadTLS(cc)
+	if err != nil {
+		if cc.Method == "eap-tls" {
 			clear(c.password)
 			return nil, err
 		}
-		c.cert = cert
+		c.tlsErr = err
+		return c, nil
 	}
-	if len(cc.CACerts) > 0 {
-		pool := x509.NewCertPool()
-		for _, path := range cc.CACerts {
-			path = strings.TrimPrefix(path, file.Prefix)
-			pem, err := os.ReadFile(path)
-			if err != nil {
-				clear(c.password)
-				return nil, fmt.Errorf("CA certificates: %w", err)
-			}
-			if !pool.AppendCertsFromPEM(pem) {
-				clear(c.password)
-				return nil, fmt.Errorf("CA certificates: %s holds no PEM certificate", path)
-			}
-		}
-		c.roots = pool
-	}
+	c.cert, c.roots = cert, roots
 	return c, nil
+}
+
+func loadTLS(cc ConnConfig) (*tls.Certificate, *x509.CertPool, error) {
+	var cert *tls.Certificate
+	if cc.Certificate != "" || cc.Key != "" {
+		if cc.Certificate == "" || cc.Key == "" {
+			return nil, nil, errors.New("EAP-TLS needs both certificate and key")
+		}
+		var err error
+		if cert, err = loadKeyPair(cc.Certificate, cc.Key); err != nil {
+			return nil, nil, err
+		}
+	}
+	if len(cc.CACerts) == 0 {
+		return cert, nil, nil
+	}
+	pool := x509.NewCertPool()
+	for _, path := range cc.CACerts {
+		path = strings.TrimPrefix(path, file.Prefix)
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, nil, fmt.Errorf("CA certificates: %w", err)
+		}
+		if pool.AppendCertsFromPEM(b) {
+			continue
+		}
+		certs, err := x509.ParseCertificates(b) // DER
+		if err != nil || len(certs) == 0 {
+			return nil, nil, fmt.Errorf("CA certificates: %s holds no PEM or DER certificate", path)
+		}
+		for _, c := range certs {
+			pool.AddCert(c)
+		}
+	}
+	return cert, pool, nil
 }
 
 func loadKeyPair(certPath, keyRef string) (*tls.Certificate, error) {

@@ -572,3 +572,47 @@ func TestCloseZeroesSecrets(t *testing.T) {
 		}
 	}
 }
+
+// A connection's certificate, key and CAs serve its IKE authentication
+// too: a password method ignores them, "eap" leaves EAP-TLS out when it
+// cannot use them, and DER CA files are read as well as PEM.
+func TestTLSMaterialOnlyWhenNeeded(t *testing.T) {
+	pki := newPKI(t, false)
+	garbage := filepath.Join(t.TempDir(), "not-a-cert")
+	os.WriteFile(garbage, []byte("junk"), 0o644)
+	pw := writeSecret(t, "pw", "pw-a")
+	p := configure(t, Config{
+		Users: map[string]string{"alice": pw},
+		Connections: map[string]ConnConfig{
+			"mschap": {Method: "eap-mschapv2", Secret: pw, Certificate: pki.serverCert, Key: "pkcs11:token/key", CACerts: []string{garbage}},
+			"eap":    {Method: "eap", Certificate: pki.serverCert, Key: "vault:transit/gw"},
+		},
+	})
+	s, err := p.StartEAP(context.Background(), &auth.EAPRequest{Connection: "eap", Method: "eap", Server: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if got := s.(*server).offer; len(got) != 1 || got[0] != TypeMSCHAPv2 {
+		t.Errorf("offer %v, want MSCHAPv2 only", got)
+	}
+	noUsers := configure(t, Config{Connections: map[string]ConnConfig{"eap": {Method: "eap", Certificate: pki.serverCert, Key: "vault:transit/gw"}}})
+	if _, err := noUsers.StartEAP(context.Background(), &auth.EAPRequest{Connection: "eap", Method: "eap", Server: true}); err == nil || !strings.Contains(err.Error(), "vault:transit/gw") {
+		t.Errorf("StartEAP without any method: %v (want the key reference named)", err)
+	}
+
+	block, _ := pem.Decode(must(os.ReadFile(pki.ca)))
+	der := filepath.Join(t.TempDir(), "ca.der")
+	os.WriteFile(der, block.Bytes, 0o644)
+	srv, _ := pki.plugins(t, pki.ca, pki.clientCert, pki.clientKey)
+	cli := configure(t, Config{Connections: map[string]ConnConfig{"c": {
+		Method: "eap-tls", EAPID: "alice", Certificate: pki.clientCert, Key: pki.clientKey, CACerts: []string{der}}}})
+	wantSuccess(t, converse(t, start(t, srv, "s", "eap-tls", true), start(t, cli, "c", "eap-tls", false)), "alice", 64)
+}
+
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
+}

@@ -91,7 +91,7 @@ func (p *Plugin) newServer(req *auth.EAPRequest, method string, c *conn) (*serve
 			}
 		}
 		if len(s.offer) == 0 {
-			return nil, fmt.Errorf("connection %q: no EAP method can run (EAP-TLS needs a certificate, key and cacerts; password methods need users or radius_server)", req.Connection)
+			return nil, fmt.Errorf("connection %q: no EAP method can run (EAP-TLS needs a certificate, key and cacerts%s; password methods need users or radius_server)", req.Connection, tlsWhy(c))
 		}
 	}
 	var b [1]byte
@@ -212,6 +212,14 @@ func (s *server) startMethod(t uint8) (*auth.EAPStep, error) {
 	return s.request(t, data), nil
 }
 
+// tlsWhy says why a connection's EAP-TLS credentials did not load.
+func tlsWhy(c *conn) string {
+	if c == nil || c.tlsErr == nil {
+		return ""
+	}
+	return ": " + c.tlsErr.Error()
+}
+
 // password returns a copy of an EAP user's password, or nil.
 func (p *Plugin) password(identity []byte) []byte {
 	p.mu.RLock()
@@ -279,7 +287,7 @@ func (p *Plugin) newClient(req *auth.EAPRequest, method string, c *conn) (*clien
 			}
 		}
 		if len(cl.allow) == 0 {
-			return nil, fmt.Errorf("connection %q: no EAP credentials (a password, or certificate, key and cacerts)", req.Connection)
+			return nil, fmt.Errorf("connection %q: no EAP credentials (a password, or certificate, key and cacerts%s)", req.Connection, tlsWhy(c))
 		}
 	}
 	if pwOK {
