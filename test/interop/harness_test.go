@@ -82,6 +82,8 @@ type setup struct {
 	CharonIKE   string // charon's IKE proposal, if not IKEProposal
 	CharonPSK   string // charon's pre-shared key, if not psk
 	Dataplane   string // attributes of veil's userspace dataplane block, if any
+	Certs       *certs // certificate authentication instead of the PSK, if set
+	CharonAuth  string // charon's auth with certificates (both rounds), if not "pubkey"
 }
 
 // addressing is one family's plan: outer addresses on the link, inner
@@ -187,14 +189,25 @@ connection "interop" {
   ike_proposals = ["{{.S.IKEProposal}}"]
   {{.S.VeilExtra}}
   local  {
-    auth = "psk"
     id   = "{{.LocalID}}"
+{{- if .S.Certs}}
+    auth        = "pubkey"
+    certificate = "{{.S.Certs.VeilCert}}"
+    key         = "file:{{.S.Certs.VeilKey}}"
+{{- else}}
+    auth = "psk"
     psk  = "file:{{.PSKFile}}"
+{{- end}}
   }
   remote {
-    auth = "psk"
     id   = "{{.RemoteID}}"
+{{- if .S.Certs}}
+    auth    = "pubkey"
+    cacerts = ["{{.S.Certs.VeilCA}}"]
+{{- else}}
+    auth = "psk"
     psk  = "file:{{.PSKFile}}"
+{{- end}}
   }
   child "net" {
     mode          = "{{.S.Mode}}"
@@ -389,7 +402,7 @@ charon {
   # It must come before kernel-netlink, which then only handles routes and
   # addresses. ml (ML-KEM) exists from strongSwan 6 on; older versions log
   # that it failed to load and go on.
-  load = random nonce openssl pem pkcs1 x509 pubkey curve25519 gmp aes sha1 sha2 hmac gcm chapoly kdf ml kernel-libipsec kernel-netlink socket-default vici
+  load = random nonce openssl pem pkcs1 pkcs8 x509 pubkey constraints curve25519 gmp aes sha1 sha2 hmac gcm chapoly kdf ml kernel-libipsec kernel-netlink socket-default vici
   install_virtual_ip = no
   retransmit_tries = 3
   retransmit_timeout = 1
@@ -426,12 +439,22 @@ connections {
     proposals = {{.IKE}}
     {{.S.CharonExtra}}
     local {
-      auth = psk
       id = {{.LocalID}}
+{{- if .S.Certs}}
+      auth = {{or .S.CharonAuth "pubkey"}}
+      certs = charon.pem
+{{- else}}
+      auth = psk
+{{- end}}
     }
     remote {
-      auth = psk
       id = {{.RemoteID}}
+{{- if .S.Certs}}
+      auth = {{or .S.CharonAuth "pubkey"}}
+      cacerts = ca.pem
+{{- else}}
+      auth = psk
+{{- end}}
     }
     children {
       net {
@@ -459,6 +482,21 @@ func startCharon(t *testing.T, ns *netns.NS, dir string, s setup) *charon {
 	for _, sub := range []string{"x509", "x509ca", "x509ocsp", "x509aa", "x509ac", "x509crl", "pubkey", "private", "rsa", "ecdsa", "bliss", "pkcs8", "pkcs12"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
 			t.Fatal(err)
+		}
+	}
+	if s.Certs != nil {
+		// swanctl --load-all reads credentials from the folders next to
+		// swanctl.conf; the key is found by its certificate's public key.
+		for _, f := range []struct{ from, to string }{
+			{s.Certs.CharonCert, "x509/charon.pem"}, {s.Certs.CharonKey, "private/charon.key"}, {s.Certs.CharonCA, "x509ca/ca.pem"},
+		} {
+			b, err := os.ReadFile(f.from)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, f.to), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	c := &charon{t: t, dir: dir, conf: filepath.Join(dir, "strongswan.conf"), done: make(chan error, 1)}
