@@ -12,6 +12,7 @@
 package interop
 
 import (
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"strings"
@@ -202,15 +203,12 @@ func TestIPv6WithCharon(t *testing.T) {
 	}
 }
 
-// Child SA rekey by the IKE SA's initiator, then IKE SA rekeys started by
-// each side in turn: new SPIs agreed on both sides, traffic through the
-// child after each, and the child surviving the IKE rekeys (RFC 7296 §2.8:
-// children move to the new IKE SA).
-//
-// Left out: a child rekey started by the IKE SA's responder. veil derives
-// that child's keys in the wrong direction (charon: "ESP decryption or ICV
-// verification failed" on the new SA), see the report; veil-to-veil tests
-// only rekey children from the IKE initiator, so they do not see it.
+// Child SA rekeys by the IKE SA's initiator and then by its responder (the
+// child's keys follow the CREATE_CHILD_SA exchange's roles, RFC 7296 §2.17,
+// not the IKE SA's: wrong, charon fails every packet on the new SA), then
+// IKE SA rekeys started by each side in turn: new SPIs agreed on both sides,
+// traffic through the child after each, and the child surviving the IKE
+// rekeys (RFC 7296 §2.8: children move to the new IKE SA).
 func TestRekeyWithCharon(t *testing.T) {
 	for _, veilStarts := range []bool{true, false} {
 		name := "charon-initiated"
@@ -218,31 +216,33 @@ func TestRekeyWithCharon(t *testing.T) {
 			name = "veil-initiated"
 		}
 		t.Run(name, func(t *testing.T) {
-			// No key exchange in the ESP proposal: veil still sends it in
-			// IKE_AUTH's SA payload and demands it there as responder, which
-			// RFC 7296 §1.2 forbids and charon (rightly) strips, so a PFS
-			// proposal fails the first child against charon (reported).
 			l := newLab(t, setup{Mode: "tunnel", IKEProposal: "aes256gcm16-prfsha256-x25519", ESPProposal: "aes256gcm16", VeilStarts: veilStarts})
 			veilRekey := func(target string) func() { return func() { l.veil.ctl("rekey", target) } }
 			charonRekey := func(args ...string) func() {
 				return func() { l.charon.swanctl(append([]string{"--rekey"}, args...)...) }
 			}
 			first, second := "veil", "charon"
-			childRekey, ikeRekeyFirst, ikeRekeySecond := veilRekey("interop/net"), veilRekey("interop"), charonRekey("--ike", "veil")
+			childRekeyFirst, childRekeySecond := veilRekey("interop/net"), charonRekey("--child", "net")
+			ikeRekeyFirst, ikeRekeySecond := veilRekey("interop"), charonRekey("--ike", "veil")
 			if !veilStarts {
 				l.charonInitiate()
 				first, second = second, first
-				childRekey, ikeRekeyFirst, ikeRekeySecond = charonRekey("--child", "net"), charonRekey("--ike", "veil"), veilRekey("interop")
+				childRekeyFirst, childRekeySecond = childRekeySecond, childRekeyFirst
+				ikeRekeyFirst, ikeRekeySecond = ikeRekeySecond, ikeRekeyFirst
 			}
 			w := l.waitPaired("established", nil)
 
-			old, _ := installed(w.veil)
-			childRekey()
-			w = l.waitPaired("child rekeyed by "+first, func(w views) bool {
-				c, _ := installed(w.veil)
-				return c.SPIIn != old.SPIIn && c.SPIOut != old.SPIOut
-			})
-			l.ping()
+			rekeyChild := func(who string, do func()) {
+				old, _ := installed(w.veil)
+				do()
+				w = l.waitPaired("child rekeyed by "+who, func(w views) bool {
+					c, _ := installed(w.veil)
+					return c.SPIIn != old.SPIIn && c.SPIOut != old.SPIOut
+				})
+				l.ping()
+			}
+			rekeyChild(first+" (IKE initiator)", childRekeyFirst)
+			rekeyChild(second+" (IKE responder)", childRekeySecond)
 
 			rekeyIKE := func(who string, do func()) {
 				old := w.veil
@@ -433,4 +433,79 @@ func TestTransportModeIKEWithCharon(t *testing.T) {
 			l.waitGone("IKE SA deleted on both sides")
 		})
 	}
+}
+
+// PFS: both sides configure an ESP proposal with a key exchange. IKE_AUTH
+// carries none (RFC 7296 §1.2: the first child's keys come from the IKE
+// SA's), so the first child comes up without one, and each rekey of it, by
+// either side, runs X25519 (charon reports the child's dh-group, veil the
+// child's proposal), with traffic through the child after each.
+func TestPFSWithCharon(t *testing.T) {
+	for _, veilStarts := range []bool{true, false} {
+		name := "charon-initiated"
+		if veilStarts {
+			name = "veil-initiated"
+		}
+		t.Run(name, func(t *testing.T) {
+			l := newLab(t, setup{Mode: "tunnel", IKEProposal: "aes256gcm16-prfsha256-x25519", ESPProposal: "aes256gcm16-x25519", VeilStarts: veilStarts})
+			if !veilStarts {
+				l.charonInitiate()
+			}
+			w := l.waitPaired("IKE SA and first child established", nil)
+			if g := l.charonChildGroup(); g != "" {
+				t.Errorf("charon reports key exchange %s for the child of IKE_AUTH", g)
+			}
+			l.ping()
+			for _, who := range []string{"veil", "charon"} {
+				old, _ := installed(w.veil)
+				if who == "veil" {
+					l.veil.ctl("rekey", "interop/net")
+				} else {
+					l.charon.swanctl("--rekey", "--child", "net")
+				}
+				w = l.waitPaired("child rekeyed by "+who, func(w views) bool {
+					c, _ := installed(w.veil)
+					return c.SPIIn != old.SPIIn && c.SPIOut != old.SPIOut
+				})
+				if g := l.charonChildGroup(); g != "CURVE_25519" {
+					t.Errorf("after %s's rekey charon reports the child's key exchange %q, want CURVE_25519", who, g)
+				}
+				if p := l.veilChildProposal(); !strings.Contains(p, "x25519") {
+					t.Errorf("after %s's rekey veil reports the child's proposal %q, want one with x25519", who, p)
+				}
+				l.ping()
+			}
+		})
+	}
+}
+
+// charonChildGroup is the key exchange charon reports for its one child
+// ("" for none).
+func (l *lab) charonChildGroup() string {
+	l.t.Helper()
+	out := l.charon.swanctl("--list-sas", "--raw")
+	i := strings.Index(out, "child-sas {")
+	if i < 0 {
+		l.t.Fatalf("charon has no child:\n%s", out)
+	}
+	if m := regexp.MustCompile(`\bdh-group=([^\s}]+)`).FindStringSubmatch(out[i:]); m != nil {
+		return m[1]
+	}
+	return ""
+}
+
+// veilChildProposal is the proposal veil reports for its one child.
+func (l *lab) veilChildProposal() string {
+	l.t.Helper()
+	var s struct {
+		IKESAs []struct {
+			Children []struct {
+				Proposal string `json:"proposal"`
+			} `json:"children"`
+		} `json:"ike_sas"`
+	}
+	if err := json.Unmarshal([]byte(l.veil.ctl("sas", "--json")), &s); err != nil || len(s.IKESAs) != 1 || len(s.IKESAs[0].Children) != 1 {
+		l.t.Fatalf("veilctl sas: %v %+v", err, s)
+	}
+	return s.IKESAs[0].Children[0].Proposal
 }
