@@ -99,12 +99,18 @@ func writePEM(t *testing.T, path, typ string, der []byte) {
 // sameCA issues both sides' certificates (keys of kind) from one CA that
 // both trust.
 func sameCA(t *testing.T, kind string) *certs {
+	c, _ := sameCAWith(t, kind)
+	return c
+}
+
+// sameCAWith is sameCA, also returning the CA to issue more.
+func sameCAWith(t *testing.T, kind string) (*certs, *pkiCA) {
 	dir := t.TempDir()
 	ca := newPKICA(t, dir, "ca")
 	c := &certs{VeilCA: ca.path, CharonCA: ca.path}
 	c.VeilCert, c.VeilKey = ca.issue(t, dir, "veil", veilID, kind)
 	c.CharonCert, c.CharonKey = ca.issue(t, dir, "charon", charonID, kind)
-	return c
+	return c, ca
 }
 
 var certKinds = []struct {

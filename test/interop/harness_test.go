@@ -84,6 +84,14 @@ type setup struct {
 	Dataplane   string // attributes of veil's userspace dataplane block, if any
 	Certs       *certs // certificate authentication instead of the PSK, if set
 	CharonAuth  string // charon's auth with certificates (both rounds), if not "pubkey"
+
+	// Raw authentication attributes of each side's local and remote
+	// blocks (all but id), instead of the PSK or Certs ones: EAP.
+	VeilLocal, VeilRemote     string
+	CharonLocal, CharonRemote string
+	VeilTop                   string            // more top-level blocks of veil's configuration
+	CharonFiles               map[string]string // more credential files: path under charon's folder -> source
+	CharonSecrets             string            // more entries of charon's secrets section
 }
 
 // addressing is one family's plan: outer addresses on the link, inner
@@ -183,6 +191,7 @@ daemon {
 plugin "dataplane" "userspace" {
   {{.S.Dataplane}}
 }
+{{.S.VeilTop}}
 connection "interop" {
   local_addrs   = ["{{.Local}}"]
   remote_addrs  = ["{{.Remote}}"]
@@ -190,7 +199,9 @@ connection "interop" {
   {{.S.VeilExtra}}
   local  {
     id   = "{{.LocalID}}"
-{{- if .S.Certs}}
+{{- if .S.VeilLocal}}
+    {{.S.VeilLocal}}
+{{- else if .S.Certs}}
     auth        = "pubkey"
     certificate = "{{.S.Certs.VeilCert}}"
     key         = "file:{{.S.Certs.VeilKey}}"
@@ -201,7 +212,9 @@ connection "interop" {
   }
   remote {
     id   = "{{.RemoteID}}"
-{{- if .S.Certs}}
+{{- if .S.VeilRemote}}
+    {{.S.VeilRemote}}
+{{- else if .S.Certs}}
     auth    = "pubkey"
     cacerts = ["{{.S.Certs.VeilCA}}"]
 {{- else}}
@@ -402,7 +415,7 @@ charon {
   # It must come before kernel-netlink, which then only handles routes and
   # addresses. ml (ML-KEM) exists from strongSwan 6 on; older versions log
   # that it failed to load and go on.
-  load = random nonce openssl pem pkcs1 pkcs8 x509 pubkey constraints curve25519 gmp aes sha1 sha2 hmac gcm chapoly kdf ml kernel-libipsec kernel-netlink socket-default vici
+  load = random nonce openssl pem pkcs1 pkcs8 x509 pubkey constraints eap-identity eap-md5 eap-tls curve25519 gmp aes sha1 sha2 hmac gcm chapoly kdf ml kernel-libipsec kernel-netlink socket-default vici
   install_virtual_ip = no
   retransmit_tries = 3
   retransmit_timeout = 1
@@ -440,7 +453,9 @@ connections {
     {{.S.CharonExtra}}
     local {
       id = {{.LocalID}}
-{{- if .S.Certs}}
+{{- if .S.CharonLocal}}
+      {{.S.CharonLocal}}
+{{- else if .S.Certs}}
       auth = {{or .S.CharonAuth "pubkey"}}
       certs = charon.pem
 {{- else}}
@@ -449,7 +464,9 @@ connections {
     }
     remote {
       id = {{.RemoteID}}
-{{- if .S.Certs}}
+{{- if .S.CharonRemote}}
+      {{.S.CharonRemote}}
+{{- else if .S.Certs}}
       auth = {{or .S.CharonAuth "pubkey"}}
       cacerts = ca.pem
 {{- else}}
@@ -473,6 +490,7 @@ secrets {
     id-charon = {{.LocalID}}
     secret = "{{.PSK}}"
   }
+  {{.S.CharonSecrets}}
 }
 `))
 
@@ -484,19 +502,22 @@ func startCharon(t *testing.T, ns *netns.NS, dir string, s setup) *charon {
 			t.Fatal(err)
 		}
 	}
+	// swanctl --load-all reads credentials from the folders next to
+	// swanctl.conf; a key is found by its certificate's public key.
+	files := map[string]string{}
 	if s.Certs != nil {
-		// swanctl --load-all reads credentials from the folders next to
-		// swanctl.conf; the key is found by its certificate's public key.
-		for _, f := range []struct{ from, to string }{
-			{s.Certs.CharonCert, "x509/charon.pem"}, {s.Certs.CharonKey, "private/charon.key"}, {s.Certs.CharonCA, "x509ca/ca.pem"},
-		} {
-			b, err := os.ReadFile(f.from)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(dir, f.to), b, 0o600); err != nil {
-				t.Fatal(err)
-			}
+		files["x509/charon.pem"], files["private/charon.key"], files["x509ca/ca.pem"] = s.Certs.CharonCert, s.Certs.CharonKey, s.Certs.CharonCA
+	}
+	for to, from := range s.CharonFiles {
+		files[to] = from
+	}
+	for to, from := range files {
+		b, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, to), b, 0o600); err != nil {
+			t.Fatal(err)
 		}
 	}
 	c := &charon{t: t, dir: dir, conf: filepath.Join(dir, "strongswan.conf"), done: make(chan error, 1)}

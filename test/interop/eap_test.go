@@ -1,0 +1,86 @@
+package interop
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"testing"
+)
+
+const eapPassword = "alice interop password 0123456789"
+
+// EAP inside IKEv2 (RFC 7296 §2.16) with charon, EAP-MD5 and EAP-TLS, with
+// veil as the gateway (EAP server with its local users; charon the client,
+// initiating) and as the client (charon the gateway, veil initiating). The
+// gateway authenticates with its certificate, the client with EAP only;
+// charon logs the method's success, and traffic goes through the child.
+func TestEAPWithCharon(t *testing.T) {
+	for _, method := range []string{"eap-md5", "eap-tls"} {
+		for _, veilGateway := range []bool{true, false} {
+			name := method + "/veil-client"
+			if veilGateway {
+				name = method + "/veil-gateway"
+			}
+			t.Run(name, func(t *testing.T) {
+				dir := t.TempDir()
+				s := eapSetup(t, dir, method, veilGateway)
+				l := newLab(t, s)
+				if veilGateway {
+					l.charonInitiate()
+				}
+				l.waitPaired("IKE SA with EAP established on both sides", nil)
+				charonName := map[string]string{"eap-md5": "EAP_MD5", "eap-tls": "EAP_TLS"}[method]
+				if !regexp.MustCompile(`EAP method ` + charonName + ` succeeded`).MatchString(l.charon.log()) {
+					t.Errorf("charon's log does not say %s succeeded", charonName)
+				}
+				l.ping()
+			})
+		}
+	}
+}
+
+// eapSetup builds a lab's setup: certificates from one CA for both IKE
+// identities, and for the EAP client the user alice, with a password (MD5)
+// or a certificate naming alice (TLS).
+func eapSetup(t *testing.T, dir, method string, veilGateway bool) setup {
+	t.Helper()
+	c, ca := sameCAWith(t, "ecdsa-p256")
+	pw := filepath.Join(dir, "alice.pw")
+	if err := os.WriteFile(pw, []byte(eapPassword+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := setup{Mode: "tunnel", IKEProposal: "aes256gcm16-prfsha256-x25519", ESPProposal: "aes256gcm16",
+		VeilStarts: !veilGateway, Certs: c,
+		CharonSecrets: fmt.Sprintf("eap-alice {\n    id = alice\n    secret = %q\n  }", eapPassword)}
+	var aliceCert, aliceKey string
+	if method == "eap-tls" {
+		aliceCert, aliceKey = ca.issue(t, dir, "alice", "alice", "ecdsa-p256")
+	}
+	if veilGateway {
+		users := fmt.Sprintf("users = { alice = \"file:%s\" }", pw)
+		if method == "eap-md5" {
+			users = "allow_md5 = true\n    " + users
+		}
+		s.VeilTop = "plugin \"auth\" \"eap\" {\n  config {\n    " + users + "\n  }\n}"
+		s.VeilRemote = fmt.Sprintf("auth = %q\n    eap_id = \"%%any\"\n    cacerts = [%q]", method, c.VeilCA)
+		s.CharonLocal = "auth = " + method + "\n      eap_id = alice"
+		if method == "eap-tls" {
+			s.CharonLocal += "\n      certs = alice.pem"
+			s.CharonFiles = map[string]string{"x509/alice.pem": aliceCert, "private/alice.key": aliceKey}
+		}
+		return s
+	}
+	s.VeilLocal = fmt.Sprintf("auth = %q\n    eap_id = \"alice\"", method)
+	if method == "eap-tls" {
+		s.VeilLocal += fmt.Sprintf("\n    certificate = %q\n    key = \"file:%s\"", aliceCert, aliceKey)
+	} else {
+		s.VeilLocal += fmt.Sprintf("\n    psk = \"file:%s\"", pw)
+		s.VeilTop = "plugin \"auth\" \"eap\" {\n  config {\n    allow_md5 = true\n  }\n}"
+	}
+	s.CharonRemote = "auth = " + method + "\n      eap_id = %any"
+	if method == "eap-tls" {
+		s.CharonRemote += "\n      cacerts = ca.pem"
+	}
+	return s
+}
