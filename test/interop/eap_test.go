@@ -5,7 +5,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/veil-ipsec/veil/test/freeradius"
+	"github.com/veil-ipsec/veil/test/netns"
 )
 
 const eapPassword = "alice interop password 0123456789"
@@ -83,4 +88,65 @@ func eapSetup(t *testing.T, dir, method string, veilGateway bool) setup {
 		s.CharonRemote += "\n      cacerts = ca.pem"
 	}
 	return s
+}
+
+// charon as the EAP client of a veil gateway that relays every EAP
+// conversation to a real FreeRADIUS (RFC 3579) in its namespace: the
+// IKE SA comes up for a user FreeRADIUS knows (its log shows the
+// Access-Accept), and a wrong password is refused by FreeRADIUS, with
+// veilctl status quoting the server's reject message.
+func TestEAPRADIUSWithCharon(t *testing.T) {
+	freeradius.Require(t)
+	for _, wrong := range []bool{false, true} {
+		name := "accepted"
+		if wrong {
+			name = "wrong-password"
+		}
+		t.Run(name, func(t *testing.T) {
+			var fr *freeradius.Server
+			s := eapSetup(t, t.TempDir(), "eap-md5", true)
+			if wrong {
+				s.CharonSecrets = fmt.Sprintf("eap-alice {\n    id = alice\n    secret = %q\n  }", "not alice's password 0123456789")
+			}
+			s.Prepare = func(veilNS, _ *netns.NS, s *setup) {
+				if err := veilNS.Do(func() error {
+					fr = freeradius.Start(t, freeradius.Config{Users: map[string]string{"alice": eapPassword}})
+					return nil
+				}); err != nil {
+					t.Fatal(err)
+				}
+				secret := filepath.Join(t.TempDir(), "radius.secret")
+				if err := os.WriteFile(secret, []byte(fr.Secret), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				s.VeilTop = fmt.Sprintf("plugin \"auth\" \"eap\" {\n  config {\n    allow_md5 = true\n    radius_server = %q\n    radius_secret = \"file:%s\"\n  }\n}", fr.Addr, secret)
+			}
+			l := newLab(t, s)
+			if !wrong {
+				l.charonInitiate()
+				l.waitPaired("IKE SA with EAP through RADIUS established on both sides", nil)
+				if !strings.Contains(fr.Log(), "Access-Accept") {
+					t.Errorf("FreeRADIUS did not accept alice:\n%s", fr.Log())
+				}
+				l.ping()
+				return
+			}
+			if out, err := l.charon.swanctlErr("--initiate", "--child", "net", "--timeout", "10"); err == nil {
+				t.Fatalf("charon's initiate succeeded with a wrong password:\n%s", out)
+			}
+			var out string
+			for deadline := time.Now().Add(20 * time.Second); !strings.Contains(out, `RADIUS server rejected "alice": `+freeradius.RejectMessage); time.Sleep(100 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("veilctl status never named FreeRADIUS's reject:\n%s", out)
+				}
+				out = l.veil.ctl("status", "interop")
+			}
+			if !strings.Contains(fr.Log(), "Access-Reject") {
+				t.Errorf("FreeRADIUS did not reject alice:\n%s", fr.Log())
+			}
+			if n := len(l.veil.sas()) + len(l.charon.sas()); n != 0 {
+				t.Errorf("%d IKE SAs left after a refused password", n)
+			}
+		})
+	}
 }

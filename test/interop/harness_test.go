@@ -92,6 +92,9 @@ type setup struct {
 	VeilTop                   string            // more top-level blocks of veil's configuration
 	CharonFiles               map[string]string // more credential files: path under charon's folder -> source
 	CharonSecrets             string            // more entries of charon's secrets section
+	// Prepare, if set, runs once both namespaces are up and before either
+	// daemon starts, and may fill in the rest (servers veil needs).
+	Prepare func(veilNS, charonNS *netns.NS, s *setup)
 }
 
 // addressing is one family's plan: outer addresses on the link, inner
@@ -172,6 +175,9 @@ func newLab(t *testing.T, s setup) *lab {
 	// a NAT to force encapsulation); veild shares port 4500 with the
 	// userspace dataplane (SO_REUSEPORT, ESP steered by the non-ESP marker),
 	// so the dataplane's default configuration carries it.
+	if s.Prepare != nil {
+		s.Prepare(l.veilNS, l.chNS, &s)
+	}
 	dir := t.TempDir()
 	l.charon = startCharon(t, l.chNS, filepath.Join(dir, "charon"), s)
 	l.veil = startVeil(t, l.veilNS, filepath.Join(dir, "veil"), s)
