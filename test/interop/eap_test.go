@@ -150,3 +150,25 @@ func TestEAPRADIUSWithCharon(t *testing.T) {
 		})
 	}
 }
+
+// veil as EAP-MD5 client with a password charon's gateway does not have:
+// charon answers EAP-Failure, veil names it in veilctl status and neither
+// side keeps an IKE SA.
+func TestEAPWrongPasswordWithCharon(t *testing.T) {
+	s := eapSetup(t, t.TempDir(), "eap-md5", false)
+	s.CharonSecrets = fmt.Sprintf("eap-alice {\n    id = alice\n    secret = %q\n  }", "not alice's password 0123456789")
+	l := newLab(t, s)
+	var out string
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(out, "the EAP server refused authentication during EAP-MD5"); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("veilctl status never named the EAP failure:\n%s", out)
+		}
+		out = l.veil.ctl("status", "interop")
+	}
+	if !strings.Contains(l.charon.log(), "EAP method EAP_MD5 failed") {
+		t.Errorf("charon's log does not say EAP-MD5 failed")
+	}
+	if n := len(l.veil.sas()) + len(l.charon.sas()); n != 0 {
+		t.Errorf("%d IKE SAs left after a wrong password", n)
+	}
+}
