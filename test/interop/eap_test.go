@@ -91,20 +91,23 @@ func eapSetup(t *testing.T, dir, method string, veilGateway bool) setup {
 }
 
 // charon as the EAP client of a veil gateway that relays every EAP
-// conversation to a real FreeRADIUS (RFC 3579) in its namespace: the
+// conversation to a real FreeRADIUS (RFC 3579) in its namespace, with
+// EAP-MD5 and EAP-TLS (FreeRADIUS's own test PKI: its server certificate
+// checked by charon, alice's by FreeRADIUS; the MSK comes from RADIUS): the
 // IKE SA comes up for a user FreeRADIUS knows (its log shows the
 // Access-Accept), and a wrong password is refused by FreeRADIUS, with
 // veilctl status quoting the server's reject message.
 func TestEAPRADIUSWithCharon(t *testing.T) {
 	freeradius.Require(t)
-	for _, wrong := range []bool{false, true} {
-		name := "accepted"
-		if wrong {
-			name = "wrong-password"
-		}
+	for _, name := range []string{"md5", "md5-wrong-password", "tls"} {
 		t.Run(name, func(t *testing.T) {
+			method := "eap-md5"
+			if name == "tls" {
+				method = "eap-tls"
+			}
+			wrong := name == "md5-wrong-password"
 			var fr *freeradius.Server
-			s := eapSetup(t, t.TempDir(), "eap-md5", true)
+			s := eapSetup(t, t.TempDir(), method, true)
 			if wrong {
 				s.CharonSecrets = fmt.Sprintf("eap-alice {\n    id = alice\n    secret = %q\n  }", "not alice's password 0123456789")
 			}
@@ -120,6 +123,13 @@ func TestEAPRADIUSWithCharon(t *testing.T) {
 					t.Fatal(err)
 				}
 				s.VeilTop = fmt.Sprintf("plugin \"auth\" \"eap\" {\n  config {\n    allow_md5 = true\n    radius_server = %q\n    radius_secret = \"file:%s\"\n  }\n}", fr.Addr, secret)
+				if method == "eap-tls" {
+					// alice's certificate and the CA of FreeRADIUS's
+					// server certificate, whose name charon checks.
+					s.VeilRemote = "auth = \"eap-tls\"\n    eap_id = \"%any\""
+					s.CharonLocal = "auth = eap-tls\n      eap_id = alice\n      aaa_id = radius.example.com\n      certs = alice.pem"
+					s.CharonFiles = map[string]string{"x509/alice.pem": fr.ClientCert, "private/alice.key": fr.ClientKey, "x509ca/radius-ca.pem": fr.CA}
+				}
 			}
 			l := newLab(t, s)
 			if !wrong {
@@ -127,6 +137,10 @@ func TestEAPRADIUSWithCharon(t *testing.T) {
 				l.waitPaired("IKE SA with EAP through RADIUS established on both sides", nil)
 				if !strings.Contains(fr.Log(), "Access-Accept") {
 					t.Errorf("FreeRADIUS did not accept alice:\n%s", fr.Log())
+				}
+				want := map[string]string{"eap-md5": "EAP method EAP_MD5 succeeded", "eap-tls": "EAP method EAP_TLS succeeded, MSK established"}[method]
+				if !strings.Contains(l.charon.log(), want) {
+					t.Errorf("charon's log lacks %q", want)
 				}
 				l.ping()
 				return
