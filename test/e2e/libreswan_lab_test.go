@@ -219,3 +219,150 @@ if [ $fails -ne 0 ]; then tail -80 "$OUT/veild.log"; grep -v '^.\{17\}:   ' $d/p
 echo "RESULT: fails=$fails"
 [ $fails -eq 0 ]
 `
+
+// TestLibreswanCertInKernelLab: the same pair authenticating with ECDSA
+// P-256 certificates from one CA (RFC 7427 signatures; pluto's certificate
+// and key in its NSS database), each side initiating once, with ping over
+// kernel ESP and a delete that leaves no SA.
+func TestLibreswanCertInKernelLab(t *testing.T) {
+	kernellab.Require(t)
+	if err := kernellab.Ensure(); err != nil {
+		t.Fatal(err)
+	}
+	ls := libreswanDir()
+	if _, err := os.Stat(filepath.Join(ls, "usr/libexec/ipsec/pluto")); err != nil {
+		t.Fatalf("klab.sh prepare left no pluto: %v", err)
+	}
+	for _, tool := range []string{"/usr/bin/certutil", "/usr/bin/pk12util"} {
+		if _, err := os.Stat(tool); err != nil {
+			t.Skipf("needs %s (libnss3-tools) for pluto's NSS database", tool)
+		}
+	}
+	dir := t.TempDir()
+	ca := newTestCA(t, dir)
+	vc, vk := ca.issue(t, dir, "veil", "veil.test", "ecdsa-p256")
+	pc, pk := ca.issue(t, dir, "pluto", "pluto.test", "ecdsa-p256")
+	os.WriteFile(filepath.Join(dir, "veil.hcl"), []byte(`
+daemon {
+  control_socket = "/run/veil.sock"
+  listen         = ["10.83.0.1"]
+  log_level      = "debug"
+}
+connection "lsc" {
+  local_addrs   = ["10.83.0.1"]
+  remote_addrs  = ["10.83.0.2"]
+  ike_proposals = ["aes256gcm16-prfsha384-ecp256"]
+  local {
+    auth        = "pubkey"
+    id          = "veil.test"
+    certificate = "`+vc+`"
+    key         = "file:`+vk+`"
+  }
+  remote {
+    auth       = "pubkey"
+    id         = "pluto.test"
+    cacerts    = ["`+ca.path+`"]
+    revocation = "off"
+  }
+  child "host" {
+    mode          = "transport"
+    esp_proposals = ["aes256gcm16-ecp256"]
+  }
+}
+`), 0o600)
+	script := filepath.Join(dir, "lsc.sh")
+	os.WriteFile(script, []byte(guestLibreswanCertScript), 0o755)
+	t.Setenv("KLAB_TIMEOUT", "180")
+	code, out := kernellab.Run(t, script, veild, veilctl, dir, ls, ca.path, pc, pk)
+	if code != 0 || !strings.Contains(out, "RESULT: fails=0") {
+		t.Fatalf("guest exit %d:\n%s", code, out)
+	}
+	var passes []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "PASS: ") {
+			passes = append(passes, l)
+		}
+	}
+	t.Log(strings.Join(passes, "\n"))
+}
+
+// guestLibreswanCertScript runs in the lab's guest: A is veil, B is pluto.
+const guestLibreswanCertScript = `#!/bin/bash
+set -u
+VEILD=$1 VEILCTL=$2 DIR=$3 LS=$4 CA=$5 PCERT=$6 PKEY=$7 OUT=${KLAB_OUT:-/tmp}
+[ "${KLAB_GUEST:-}" = 1 ] || { echo "runs only inside the kernel lab"; exit 3; }
+fails=0
+ok()  { echo "PASS: $*"; }
+bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+A="ip netns exec A"; B="ip netns exec B"
+ip netns add A; ip netns add B
+ip link add va netns A type veth peer name vb netns B
+$A ip link set lo up; $B ip link set lo up
+$A ip addr add 10.83.0.1/24 dev va; $B ip addr add 10.83.0.2/24 dev vb
+$A ip link set va up; $B ip link set vb up
+
+cp -a $LS/usr/libexec/ipsec /usr/libexec/ && cp $LS/usr/sbin/ipsec /usr/sbin/ipsec || bad "install libreswan"
+X=/usr/libexec/ipsec
+d=/run/ls; mkdir -p $d/nss $d/run
+certutil -N -d sql:$d/nss --empty-password || bad "certutil -N"
+certutil -A -d sql:$d/nss -n veilca -t 'CT,,' -a -i "$CA" || bad "import the CA"
+# pluto's certificate and key go into NSS as PKCS#12 (a transient password).
+openssl pkcs12 -export -in "$PCERT" -inkey "$PKEY" -name pluto -out $d/pluto.p12 -passout pass:lab || bad "pkcs12"
+pk12util -i $d/pluto.p12 -d sql:$d/nss -W lab >/dev/null || bad "pk12util"
+rm -f $d/pluto.p12
+cat > $d/ipsec.conf <<CONF
+config setup
+	dnssec-enable=no
+conn veil
+	ikev2=insist
+	type=transport
+	authby=ecdsa
+	left=10.83.0.2
+	leftid=@pluto.test
+	leftcert=pluto
+	leftsendcert=always
+	right=10.83.0.1
+	rightid=@veil.test
+	rightca=%any
+	ike=aes_gcm256-sha2_384-dh19
+	esp=aes_gcm256
+	leftupdown=%disabled
+	auto=add
+CONF
+: > $d/ipsec.secrets
+$B $X/pluto --nofork --config $d/ipsec.conf --secretsfile $d/ipsec.secrets --ipsecdir $d \
+  --nssdir $d/nss --rundir $d/run --logfile $d/pluto.log > $d/stdout.log 2>&1 &
+for i in $(seq 100); do [ -S $d/run/pluto.ctl ] && break; sleep 0.2; done
+wh() { $B timeout 30 $X/whack --ctlsocket $d/run/pluto.ctl "$@"; }
+$B $X/addconn --config $d/ipsec.conf --ctlsocket $d/run/pluto.ctl veil >/dev/null || bad "addconn"
+wh --listen >/dev/null
+$A "$VEILD" --config "$DIR/veil.hcl" > "$OUT/veild.log" 2>&1 &
+for i in $(seq 100); do [ -S /run/veil.sock ] && break; sleep 0.2; done
+ctl() { "$VEILCTL" --socket /run/veil.sock "$@"; }
+nsa() { ip -n $1 xfrm state | grep -c 'aead'; }
+espping() { # LABEL: ping, and the kernel's ESP SAs counted it
+  $A ping -c 3 -i 0.3 -W 2 10.83.0.2 >/dev/null && ok "$1: ping" || bad "$1: ping"
+  local p; p=$(ip -n B -s xfrm state | awk '/lifetime current/{getline; sub(/\(packets\)/, "", $2); s += $2} END{print s + 0}')
+  [ "$p" -ge 6 ] && ok "$1: pluto's ESP SAs carried $p packets" || bad "$1: pluto's ESP counters $p"
+}
+
+ctl initiate lsc/host >/dev/null && ok "veil initiates with its certificate" || bad "veil initiate"
+grep -q "authenticated peer 'P-256 ECDSA with SHA2_[0-9]*' digital signature using peer certificate" $d/pluto.log && ok "pluto verified veil's ECDSA signature" || bad "pluto auth log"
+[ "$(nsa B)" -eq 2 ] && ok "pluto installed 2 SAs" || bad "pluto SAs $(nsa B)"
+espping "veil->pluto"
+ctl terminate lsc >/dev/null && ok "veil terminate" || bad "veil terminate"
+sleep 1
+[ "$(nsa A)$(nsa B)" = 00 ] && ok "no SA left after veil's delete" || bad "SAs left: veil $(nsa A) pluto $(nsa B)"
+
+wh --name veil --initiate > $d/init.log 2>&1 && ok "pluto initiates with its certificate" || { bad "pluto initiate"; cat $d/init.log; }
+ctl sas --json | grep -q '"state":"INSTALLED"' && ok "veil verified pluto's certificate and installed the child" || bad "veil has no child"
+espping "pluto->veil"
+wh --name veil --terminate >/dev/null && ok "pluto terminate" || bad "pluto terminate"
+sleep 1
+[ "$(nsa A)$(nsa B)" = 00 ] && ok "no SA left after pluto's delete" || bad "SAs left: veil $(nsa A) pluto $(nsa B)"
+[ "$(ctl sas --json | grep -c INSTALLED)" -eq 0 ] && ok "veil lists no child" || bad "veil keeps a child"
+
+if [ $fails -ne 0 ]; then tail -60 "$OUT/veild.log"; grep -v '^.\{17\}:   ' $d/pluto.log | tail -60; fi
+echo "RESULT: fails=$fails"
+[ $fails -eq 0 ]
+`
