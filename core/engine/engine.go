@@ -438,7 +438,8 @@ func (e *Engine) handleEvent(sa *ikesa.SA, ev ikesa.Event) {
 		case ikesa.EventFailed, ikesa.EventDown:
 			done, err = true, errors.New(failureOr(ev.Reason, "IKE SA down"))
 		case ikesa.EventChildFailed:
-			done, err = !strings.HasPrefix(w.child, "rekey:"), errors.New(ev.Reason)
+			// A failed rekey ends only the waiter for that child's rekey.
+			done, err = !strings.HasPrefix(w.child, "rekey:") || w.child == "rekey:"+ev.Child, errors.New(ev.Reason)
 		case ikesa.EventRekeyed:
 			done = w.child == "rekey:"+ev.Child
 		}

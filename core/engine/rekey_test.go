@@ -2,6 +2,7 @@ package engine
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -369,3 +370,20 @@ func TestLifetimes(t *testing.T) {
 }
 
 var _ = transport.Packet{}
+
+// A Child rekey the peer refuses ends the operator's rekey request with
+// the reason at once; the old child stays installed.
+func TestRekeyRefusedAnswersWaiter(t *testing.T) {
+	p := newPair(t, nil)
+	p.up()
+	p.b.e.mu.Lock()
+	p.b.e.conns["conn"].Children[0].ESPProposals = mustProposals(t, transform.ProtoESP, "aes256gcm16-x25519")
+	p.b.e.mu.Unlock()
+	ch := p.a.e.StartRekey("conn", "c1")
+	p.flush()
+	err, done := result(ch)
+	if !done || err == nil || !strings.Contains(err.Error(), "NO_PROPOSAL_CHOSEN") {
+		t.Fatalf("rekey result %v (done %v)", err, done)
+	}
+	p.established(t, 1)
+}

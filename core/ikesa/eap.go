@@ -226,7 +226,7 @@ func (sa *SA) handleEAPResponse(ps []ike.Payload) error {
 func (sa *SA) handleEAPFinalResponse(ps []ike.Payload) error {
 	st := sa.eap
 	if ike.FindNotify(ps, ike.NotifyAuthenticationFailed) != nil {
-		return sa.eapClientFail("peer refused our AUTH after EAP (AUTHENTICATION_FAILED): the EAP keys (MSK) differ")
+		return sa.eapClientFail("peer refused our authentication after EAP succeeded (AUTHENTICATION_FAILED): its policy does not accept us (identity, group) or our EAP key differs from its own; see the peer's log")
 	}
 	a := ike.Get[*ike.Authentication](ps)
 	if a == nil || a.Method != 2 || !hmac.Equal(a.Data, sa.mskAuth(false, st.idrBody)) {

@@ -96,10 +96,14 @@ func (sa *SA) finishCreateChild(c, old *ChildSA, ke transform.KeyExchange, ps []
 			old.rekeyAt = sa.env.Now().Add(10 * time.Second) // try again soon
 		}
 		sa.logger().Info("CREATE_CHILD_SA failed", "child", c.Config.Name, "reason", reason)
-		if old == nil {
-			sa.LastFailure = reason
-			sa.event(EventChildFailed, c.Config.Name, "peer-error", reason)
+		class := "peer-error"
+		if old != nil {
+			// The old child stays; an operator's rekey request learns why
+			// this one did not happen (a retry follows in 10 s).
+			class = "rekey"
 		}
+		sa.LastFailure = reason
+		sa.event(EventChildFailed, c.Config.Name, class, reason)
 		return fmt.Errorf("%s", reason)
 	}
 	if n := ike.FindNotify(ps, ike.NotifyChildSaNotFound); n != nil {
