@@ -7,6 +7,7 @@ connection "office" {
   encap        = true                  # always UDP-encapsulate (strict firewalls)
   dpd_delay    = "30s"
   dpd_action   = "restart"
+  vips         = ["0.0.0.0"]           # ask the gateway for an inner address (and DNS servers)
 
   local {
     auth   = "eap-mschapv2"

@@ -31,6 +31,7 @@ connection "roadwarriors" {
     mode      = "tunnel"
     local_ts  = ["10.10.0.0/16"]
     remote_ts = ["dynamic"]
-    pools     = ["10.99.0.0/24"]
+    pools     = ["10.99.0.0/24"]       # one address per client, the same one when it comes back
+    dns       = ["10.10.0.53"]
   }
 }
