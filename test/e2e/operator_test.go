@@ -60,7 +60,7 @@ func TestOperatorSurface(t *testing.T) {
 
 	body := scrape(t, p.a, "http://127.0.0.1:9750/metrics")
 	for _, want := range []string{`veil_ike_sas{state="ESTABLISHED"} 1`, `veil_child_sas{state="INSTALLED"} 1`, `veil_handshakes_total{result="ok"}`, "veil_child_bytes_total",
-		`veil_plugin_rpc_seconds_count{kind="auth",method="make",name="psk",result="ok"} 1`, `veil_plugin_rpc_seconds_count{kind="dataplane",method="install SA"`} {
+		`veil_plugin_rpc_seconds_count{kind="auth",method="make",name="psk",result="ok"} 1`, `veil_plugin_rpc_seconds_count{kind="dataplane",method="install child"`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q", want)
 		}
