@@ -151,8 +151,13 @@ func TestXFRMVeilToVeilInKernelLab(t *testing.T) {
 		if sum.Packets < labFlowRate*labFlowSeconds*8/10 {
 			t.Errorf("only %d packets sent in %d s: the flow was not steady at %d/s", sum.Packets, labFlowSeconds, labFlowRate)
 		}
-		if sum.LostPackets != 0 {
-			t.Errorf("%d of %d packets lost across the rekey", sum.LostPackets, sum.Packets)
+		// A datagram the receiving socket had no room for (the emulated
+		// CPU was busy) is not lost to the rekey; every other one is.
+		rcvbuf := udpRcvbufErrors(t, filepath.Join(out, "f1.B.udp")) - udpRcvbufErrors(t, filepath.Join(out, "f0.B.udp"))
+		if sum.LostPackets > rcvbuf {
+			t.Errorf("%d of %d packets lost across the rekey (%d of them to B's socket buffer)", sum.LostPackets, sum.Packets, rcvbuf)
+		} else if sum.LostPackets > 0 {
+			t.Logf("%d packets dropped by B's full socket buffer (Udp RcvbufErrors), none by IPsec", sum.LostPackets)
 		}
 		for _, k := range []string{"XfrmInNoStates", "XfrmInStateInvalid", "XfrmInStateSeqError"} {
 			if d := f1.bStat[k] - f0.bStat[k]; d != 0 {
@@ -314,6 +319,7 @@ snap() {
   ip -n A -s xfrm state >"$OUT/$1.A.xfrm"; ip -n B -s xfrm state >"$OUT/$1.B.xfrm"
   ip netns exec A cat /proc/net/xfrm_stat >"$OUT/$1.A.stat"
   ip netns exec B cat /proc/net/xfrm_stat >"$OUT/$1.B.stat"
+  ip netns exec B grep '^Udp:' /proc/net/snmp >"$OUT/$1.B.udp"
 }
 up=
 for i in $(seq 1 150); do
@@ -348,10 +354,13 @@ kill -TERM $SINK; wait $SINK || true
 cat "$OUT/sink.txt"
 
 echo "== child rekey under a $RATE packets/s UDP flow for $SECS s"
+# Socket buffers large enough that a busy emulated CPU does not drop
+# datagrams at the receiver (those would show as Udp RcvbufErrors).
+sysctl -qw net.core.rmem_max=16777216 net.core.wmem_max=16777216
 ip netns exec B iperf3 -s -1 -D -p 5202
 sleep 0.5
 snap f0
-ip netns exec A iperf3 -c 10.80.0.2 -p 5202 -u -l 100 -b $((RATE * 800)) -t "$SECS" -J >"$OUT/udp.json" &
+ip netns exec A iperf3 -c 10.80.0.2 -p 5202 -u -l 100 -w 4M -b $((RATE * 800)) -t "$SECS" -J >"$OUT/udp.json" &
 FLOW=$!
 sleep $((SECS / 2))
 ctl a rekey lab/all
@@ -383,4 +392,27 @@ func lastLines(s string, n int) string {
 		l = l[len(l)-n:]
 	}
 	return strings.Join(l, "\n")
+}
+
+// udpRcvbufErrors reads RcvbufErrors from the two "Udp:" lines of
+// /proc/net/snmp saved in path.
+func udpRcvbufErrors(t *testing.T, path string) int64 {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("%s: want the two Udp lines of /proc/net/snmp, got %q", path, b)
+	}
+	names, values := strings.Fields(lines[0]), strings.Fields(lines[1])
+	for i, n := range names {
+		if n == "RcvbufErrors" && i < len(values) {
+			v, _ := strconv.ParseInt(values[i], 10, 64)
+			return v
+		}
+	}
+	t.Fatalf("%s: no RcvbufErrors", path)
+	return 0
 }
