@@ -1,9 +1,8 @@
 package daemon
 
 import (
-	"strings"
-
 	"github.com/veil-ipsec/veil/config"
+	"github.com/veil-ipsec/veil/core/ikesa"
 	"github.com/zclconf/go-cty/cty"
 )
 
@@ -11,11 +10,9 @@ import (
 // the plugin under each so the engine finds it by the configured method.
 var eapMethods = []string{"eap", "eap-mschapv2", "eap-tls", "eap-md5"}
 
-func isEAP(method string) bool { return method == "eap" || strings.HasPrefix(method, "eap-") }
-
 func usesEAP(cfg *config.Config) bool {
 	for _, c := range cfg.Connections {
-		if isEAP(c.Local.Auth) || isEAP(c.Remote.Auth) {
+		if ikesa.IsEAP(c.Local.Auth) || ikesa.IsEAP(c.Remote.Auth) {
 			return true
 		}
 	}
@@ -41,9 +38,9 @@ func eapValue(cfg *config.Config) cty.Value {
 	for _, c := range cfg.Connections {
 		var method, eapID, secret string
 		switch {
-		case isEAP(c.Local.Auth): // we are the EAP client
+		case ikesa.IsEAP(c.Local.Auth): // we are the EAP client
 			method, eapID, secret = c.Local.Auth, c.Local.EAPID, c.Local.PSK
-		case isEAP(c.Remote.Auth): // we are the EAP server
+		case ikesa.IsEAP(c.Remote.Auth): // we are the EAP server
 			method, eapID = c.Remote.Auth, c.Remote.EAPID
 		default:
 			continue

@@ -140,9 +140,8 @@ func (sa *SA) preparePeerCheck(ps []ike.Payload, peerIsInitiator bool) (_ *peerC
 	if id == nil || a == nil {
 		return nil, "malformed", "peer's IKE_AUTH lacks ID or AUTH"
 	}
-	want := sa.Conn.Remote.ID
-	if len(want.Data) > 0 && (uint8(id.IDType) != want.Type || !bytes.Equal(id.Data, want.Data)) {
-		return nil, "auth", fmt.Sprintf("peer identity %s %q does not match the configured remote identity %q", id.IDType, id.Data, want.Data)
+	if reason := sa.remoteIDMismatch(id); reason != "" {
+		return nil, "auth", reason
 	}
 	auth, ok := sa.env.Auth[sa.Conn.Remote.Method]
 	if !ok {
@@ -250,10 +249,7 @@ func (sa *SA) handleAuthRequest(id uint32, ps []ike.Payload) {
 		sa.startEAPServer(id, ps)
 		return
 	}
-	reject := func(class, reason string) {
-		sa.respond(ike.IKE_AUTH, id, []ike.Payload{&ike.Notify{NotifyType: ike.NotifyAuthenticationFailed}})
-		sa.fail(class, reason)
-	}
+	reject := func(class, reason string) { sa.refuseAuth(id, class, reason) }
 	if ps = sa.ppkResponder(ps, reject); ps == nil {
 		return
 	}
@@ -337,14 +333,14 @@ func (sa *SA) selectConn(ps []ike.Payload) {
 	best, bestScore := sa.Conn, -1
 	for _, c := range sa.env.Candidates(sa.Remote.Addr()) {
 		score := 0
-		if want := c.Remote.ID; len(want.Data) > 0 {
-			if uint8(idi.IDType) != want.Type || !bytes.Equal(idi.Data, want.Data) {
+		if len(c.Remote.ID.Data) > 0 {
+			if !matchesID(c.Remote.ID, idi) {
 				continue
 			}
 			score += 2
 		}
 		if idr != nil && len(c.Local.ID.Data) > 0 {
-			if uint8(idr.IDType) != c.Local.ID.Type || !bytes.Equal(idr.Data, c.Local.ID.Data) {
+			if !matchesID(c.Local.ID, idr) {
 				continue
 			}
 			score++
@@ -358,4 +354,26 @@ func (sa *SA) selectConn(ps []ike.Payload) {
 		sa.Conn = best
 		sa.log = sa.env.Logger.With("conn", best.Name)
 	}
+}
+
+// matchesID reports whether id is the configured identity want; an unset
+// want matches any peer.
+func matchesID(want provider.Identity, id *ike.Identification) bool {
+	return len(want.Data) == 0 || (uint8(id.IDType) == want.Type && bytes.Equal(id.Data, want.Data))
+}
+
+// remoteIDMismatch says why id is not the peer this connection is for, or
+// "" when it is.
+func (sa *SA) remoteIDMismatch(id *ike.Identification) string {
+	if want := sa.Conn.Remote.ID; !matchesID(want, id) {
+		return fmt.Sprintf("peer identity %s %q does not match the configured remote identity %q", id.IDType, id.Data, want.Data)
+	}
+	return ""
+}
+
+// refuseAuth answers the peer's IKE_AUTH request id with
+// AUTHENTICATION_FAILED and ends the SA with the reason.
+func (sa *SA) refuseAuth(id uint32, class, reason string) {
+	sa.respond(ike.IKE_AUTH, id, []ike.Payload{&ike.Notify{NotifyType: ike.NotifyAuthenticationFailed}})
+	sa.fail(class, reason)
 }

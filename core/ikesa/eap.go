@@ -144,8 +144,8 @@ func (sa *SA) handleEAPFirstResponse(ps []ike.Payload) error {
 	}
 	if !st.eapOnly {
 		return sa.eapClientFail("peer sent no AUTH before EAP, but EAP-only authentication (RFC 5998) is not configured: set remote auth to the EAP method to allow it")
-	} else if want := sa.Conn.Remote.ID; len(want.Data) > 0 && (uint8(idr.IDType) != want.Type || string(idr.Data) != string(want.Data)) {
-		return sa.eapClientFail(fmt.Sprintf("peer identity %s %q does not match the configured remote identity %q", idr.IDType, idr.Data, want.Data))
+	} else if reason := sa.remoteIDMismatch(idr); reason != "" {
+		return sa.eapClientFail(reason)
 	}
 	sa.startEAPClient(ps, idr, e)
 	return nil
@@ -270,17 +270,14 @@ func (sa *SA) deleteUnestablished() {
 // must authenticate with EAP: our identity and AUTH plus the first EAP
 // request.
 func (sa *SA) startEAPServer(id uint32, ps []ike.Payload) {
-	reject := func(class, reason string) {
-		sa.respond(ike.IKE_AUTH, id, []ike.Payload{&ike.Notify{NotifyType: ike.NotifyAuthenticationFailed}})
-		sa.fail(class, reason)
-	}
+	reject := func(class, reason string) { sa.refuseAuth(id, class, reason) }
 	idi := ike.GetID(ps, true)
 	if idi == nil {
 		reject("malformed", "peer's IKE_AUTH lacks an ID")
 		return
 	}
-	if want := sa.Conn.Remote.ID; len(want.Data) > 0 && (uint8(idi.IDType) != want.Type || string(idi.Data) != string(want.Data)) {
-		reject("auth", fmt.Sprintf("peer identity %s %q does not match the configured remote identity %q", idi.IDType, idi.Data, want.Data))
+	if reason := sa.remoteIDMismatch(idi); reason != "" {
+		reject("auth", reason)
 		return
 	}
 	local := sa.Conn.Local
@@ -368,11 +365,8 @@ func (sa *SA) startEAPServer(id uint32, ps []ike.Payload) {
 // succeeded checks the initiator's MSK AUTH and completes the IKE SA.
 func (sa *SA) handleEAPRequest(id uint32, ps []ike.Payload) {
 	st := sa.eap
-	reject := func(class, reason string) {
-		sa.respond(ike.IKE_AUTH, id, []ike.Payload{&ike.Notify{NotifyType: ike.NotifyAuthenticationFailed}})
-		st.close()
-		sa.fail(class, reason)
-	}
+	// (fail destroys the SA, which closes st)
+	reject := func(class, reason string) { sa.refuseAuth(id, class, reason) }
 	if st.busy {
 		sa.env.Stats.Drop("eap-busy")
 		return
