@@ -74,13 +74,7 @@ connection "ls" {
 	if code != 0 || !strings.Contains(out, "RESULT: fails=0") {
 		t.Fatalf("guest exit %d:\n%s", code, out)
 	}
-	var passes []string
-	for _, l := range strings.Split(out, "\n") {
-		if strings.HasPrefix(l, "PASS: ") {
-			passes = append(passes, l)
-		}
-	}
-	t.Log(strings.Join(passes, "\n"))
+	logPasses(t, out)
 }
 
 // guestLibreswanScript runs in the lab's guest: A is veil, B is pluto.
@@ -277,13 +271,7 @@ connection "lsc" {
 	if code != 0 || !strings.Contains(out, "RESULT: fails=0") {
 		t.Fatalf("guest exit %d:\n%s", code, out)
 	}
-	var passes []string
-	for _, l := range strings.Split(out, "\n") {
-		if strings.HasPrefix(l, "PASS: ") {
-			passes = append(passes, l)
-		}
-	}
-	t.Log(strings.Join(passes, "\n"))
+	logPasses(t, out)
 }
 
 // guestLibreswanCertScript runs in the lab's guest: A is veil, B is pluto.

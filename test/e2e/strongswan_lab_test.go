@@ -54,13 +54,7 @@ connection "ss" {
 	if code != 0 {
 		t.Fatalf("guest exit %d:\n%s", code, out)
 	}
-	var passes []string
-	for _, l := range strings.Split(out, "\n") {
-		if strings.HasPrefix(l, "PASS: ") {
-			passes = append(passes, l)
-		}
-	}
-	t.Log(strings.Join(passes, "\n"))
+	logPasses(t, out)
 }
 
 // guestStrongSwanScript runs in the lab's guest: A is veil, B is charon.
@@ -177,3 +171,14 @@ if [ $fails -ne 0 ]; then tail -60 "$OUT/veild.log"; tail -60 $d/charon.log; fi
 echo "RESULT: fails=$fails"
 [ $fails -eq 0 ]
 `
+
+// logPasses logs the PASS lines of a lab guest script's output.
+func logPasses(t *testing.T, out string) {
+	var passes []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "PASS: ") {
+			passes = append(passes, l)
+		}
+	}
+	t.Log(strings.Join(passes, "\n"))
+}
