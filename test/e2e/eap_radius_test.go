@@ -28,87 +28,19 @@ func radiusGateway(t *testing.T, method, password string) (*pair, *freeradius.Se
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	ca := newTestCA(t, dir)
-	gwCert, gwKey := ca.issue(t, dir, "gw", "gw.test", "ecdsa-p256")
 	secret := filepath.Join(dir, "radius.secret")
-	pw := filepath.Join(dir, "alice.pw")
-	for path, s := range map[string]string{secret: fr.Secret, pw: password} {
-		if err := os.WriteFile(path, []byte(s+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
+	if err := os.WriteFile(secret, []byte(fr.Secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	clientAuth, clientCAs := fmt.Sprintf("psk = \"file:%s\"", pw), fmt.Sprintf("%q", ca.path)
+	s := eapSetup{method: method, clientSecret: password, serverPlugin: fmt.Sprintf(`radius_server  = %q
+    radius_secret  = "file:%s"
+    radius_timeout = "2s"`, fr.Addr, secret)}
 	if method == "eap-tls" {
 		// The client trusts the gateway's CA for IKE and FreeRADIUS's
 		// for the EAP-TLS server certificate.
-		clientAuth = fmt.Sprintf("certificate = %q\n    key = \"file:%s\"", fr.ClientCert, fr.ClientKey)
-		clientCAs += fmt.Sprintf(", %q", fr.CA)
+		s.clientCert, s.clientKey, s.clientCA = fr.ClientCert, fr.ClientKey, fr.CA
 	}
-	gateway := fmt.Sprintf(`
-daemon {
-  control_socket = %q
-  listen         = [%q]
-  log_level      = "debug"
-}
-plugin "dataplane" "userspace" {}
-plugin "auth" "eap" {
-  config {
-    radius_server  = %q
-    radius_secret  = "file:%s"
-    radius_timeout = "2s"
-  }
-}
-# The gateway proves itself with a certificate; its peers use EAP, so no
-# connection names CAs for the x509 plugin.
-plugin "auth" "x509" {
-  config {
-    cacerts = [%q]
-  }
-}
-connection "ra" {
-  local_addrs = [%q]
-  local {
-    auth        = "pubkey"
-    id          = "gw.test"
-    certificate = %q
-    key         = "file:%s"
-  }
-  remote {
-    auth   = %q
-    eap_id = "%%any"
-  }
-  child "all" {
-    mode = "transport"
-  }
-}
-`, p.cb.Socket, p.bAddr, fr.Addr, secret, ca.path, p.bAddr, gwCert, gwKey, method)
-	client := fmt.Sprintf(`
-daemon {
-  control_socket = %q
-  listen         = [%q]
-  log_level      = "debug"
-}
-plugin "dataplane" "userspace" {}
-connection "ra" {
-  local_addrs  = [%q]
-  remote_addrs = [%q]
-  local {
-    auth   = %q
-    id     = "alice@example.test"
-    eap_id = "alice"
-    %s
-  }
-  remote {
-    auth    = "pubkey"
-    id      = "gw.test"
-    cacerts = [%s]
-  }
-  child "all" {
-    mode         = "transport"
-    start_action = "start"
-  }
-}
-`, p.ca.Socket, p.aAddr, p.aAddr, p.bAddr, method, clientAuth, clientCAs)
+	client, gateway := eapConfigs(t, p, s)
 	p.db = startDaemonConfig(t, p.b, p.cb.Socket, gateway)
 	p.da = startDaemonConfig(t, p.a, p.ca.Socket, client)
 	return p, fr

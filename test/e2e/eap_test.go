@@ -19,6 +19,10 @@ type eapSetup struct {
 	clientSecret string // the client's password; "" for EAP-TLS
 	serverPlugin string // the body of b's plugin "auth" "eap" config block
 	clientPlugin string // the same for a, if any
+	// EAP-TLS with a client certificate from elsewhere (FreeRADIUS's CA,
+	// which clientCA names for the client's trust in the EAP server);
+	// otherwise the test CA issues one naming the EAP identity.
+	clientCert, clientKey, clientCA string
 }
 
 func eapConfigs(t *testing.T, p *pair, s eapSetup) (clientCfg, serverCfg string) {
@@ -26,9 +30,12 @@ func eapConfigs(t *testing.T, p *pair, s eapSetup) (clientCfg, serverCfg string)
 	dir := t.TempDir()
 	ca := newTestCA(t, dir)
 	gwCert, gwKey := ca.issue(t, dir, "gw", "gw.test", "ecdsa-p256")
-	clientAuth, eapID := "", "alice"
-	switch s.method {
-	case "eap-tls":
+	clientAuth, eapID, clientCAs := "", "alice", fmt.Sprintf("%q", ca.path)
+	switch {
+	case s.clientCert != "":
+		clientAuth = fmt.Sprintf("certificate = %q\n    key = \"file:%s\"", s.clientCert, s.clientKey)
+		clientCAs += fmt.Sprintf(", %q", s.clientCA)
+	case s.method == "eap-tls":
 		// The EAP identity must be named in the client's certificate.
 		eapID = "alice.test"
 		cc, ck := ca.issue(t, dir, "alice", eapID, "ecdsa-p256")
@@ -62,14 +69,14 @@ connection "ra" {
   remote {
     auth    = "pubkey"
     id      = "gw.test"
-    cacerts = [%q]
+    cacerts = [%s]
   }
   child "all" {
     mode         = "transport"
     start_action = "start"
   }
 }
-`, p.ca.Socket, p.aAddr, clientPlugin, p.aAddr, p.bAddr, s.method, eapID, clientAuth, ca.path)
+`, p.ca.Socket, p.aAddr, clientPlugin, p.aAddr, p.bAddr, s.method, eapID, clientAuth, clientCAs)
 	serverCfg = fmt.Sprintf(`
 daemon {
   control_socket = %q
