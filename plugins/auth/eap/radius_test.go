@@ -6,12 +6,9 @@ import (
 	"crypto/hmac"
 	"crypto/md5"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,38 +20,15 @@ import (
 // These tests run veil's EAP client methods through the RADIUS
 // pass-through server session to a real FreeRADIUS on loopback.
 
-// secretRef stores a secret as the file keystore wants it (mode 0600).
-func secretRef(t *testing.T, secret string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "secret")
-	if err := os.WriteFile(p, []byte(secret+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return "file:" + p
-}
-
-func radiusPlugin(t *testing.T, cfg Config) *Plugin {
-	t.Helper()
-	js, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := New()
-	if err := p.Configure(context.Background(), js); err != nil {
-		t.Fatalf("Configure: %v", err)
-	}
-	return p
-}
-
 // gateway is an EAP server plugin relaying to addr with secret.
 func gateway(t *testing.T, addr, secret, timeout string) *Plugin {
-	return radiusPlugin(t, Config{RADIUSServer: addr, RADIUSSecret: secretRef(t, secret), RADIUSTimeout: timeout, AllowMD5: true})
+	return configure(t, Config{RADIUSServer: addr, RADIUSSecret: writeSecret(t, "secret", secret), RADIUSTimeout: timeout, AllowMD5: true})
 }
 
 // passwordClient is an EAP client plugin with a password.
 func passwordClient(t *testing.T, method, identity, password string) *Plugin {
-	return radiusPlugin(t, Config{AllowMD5: true, Connections: map[string]ConnConfig{
-		"c": {Method: method, EAPID: identity, Secret: secretRef(t, password)}}})
+	return configure(t, Config{AllowMD5: true, Connections: map[string]ConnConfig{
+		"c": {Method: method, EAPID: identity, Secret: writeSecret(t, "secret", password)}}})
 }
 
 func startSession(t *testing.T, p *Plugin, method string, server bool) auth.EAPSession {
@@ -139,7 +113,7 @@ func TestRADIUS(t *testing.T) {
 		success(t, passwordClient(t, "eap-mschapv2", "alice", alice), "eap-mschapv2", 64)
 	})
 	t.Run("TLS", func(t *testing.T) {
-		cli := radiusPlugin(t, Config{Connections: map[string]ConnConfig{"c": {
+		cli := configure(t, Config{Connections: map[string]ConnConfig{"c": {
 			Method: "eap-tls", EAPID: "alice", Certificate: fr.ClientCert, Key: "file:" + fr.ClientKey, CACerts: []string{fr.CA}}}})
 		success(t, cli, "eap-tls", 64)
 	})
@@ -157,7 +131,7 @@ func TestRADIUS(t *testing.T) {
 	})
 	t.Run("TLS client certificate from another CA", func(t *testing.T) {
 		other := freeradius.NewPKI(t, "alice")
-		cli := radiusPlugin(t, Config{Connections: map[string]ConnConfig{"c": {
+		cli := configure(t, Config{Connections: map[string]ConnConfig{"c": {
 			Method: "eap-tls", EAPID: "alice", Certificate: other.ClientCert, Key: "file:" + other.ClientKey, CACerts: []string{fr.CA}}}})
 		srv, c, err := relay(t, startSession(t, gw, "eap-tls", true), startSession(t, cli, "eap-tls", false))
 		if err != nil || (srv != nil && srv.Success) || c.Success {
@@ -165,7 +139,7 @@ func TestRADIUS(t *testing.T) {
 		}
 	})
 	t.Run("eap_id restricts who logs in", func(t *testing.T) {
-		gw := radiusPlugin(t, Config{RADIUSServer: fr.Addr, RADIUSSecret: secretRef(t, fr.Secret),
+		gw := configure(t, Config{RADIUSServer: fr.Addr, RADIUSSecret: writeSecret(t, "secret", fr.Secret),
 			Connections: map[string]ConnConfig{"c": {Method: "eap-mschapv2", EAPID: "bob"}}})
 		srv, c, err := relay(t, startSession(t, gw, "eap-mschapv2", true), startSession(t, passwordClient(t, "eap-mschapv2", "alice", alice), "eap-mschapv2", false))
 		if err != nil || srv == nil || srv.Success || c.Success {
@@ -204,7 +178,7 @@ func TestRADIUSServerDown(t *testing.T) {
 func TestRADIUSTLS13(t *testing.T) {
 	fr := freeradius.Start(t, freeradius.Config{TLSMaxVersion: "1.3"})
 	gw := gateway(t, fr.Addr, fr.Secret, "")
-	cli := radiusPlugin(t, Config{Connections: map[string]ConnConfig{"c": {
+	cli := configure(t, Config{Connections: map[string]ConnConfig{"c": {
 		Method: "eap-tls", EAPID: "alice", Certificate: fr.ClientCert, Key: "file:" + fr.ClientKey, CACerts: []string{fr.CA}}}})
 	srv, c, err := relay(t, startSession(t, gw, "eap-tls", true), startSession(t, cli, "eap-tls", false))
 	if err != nil || srv == nil || !srv.Success || !c.Success {
