@@ -318,7 +318,7 @@ func TestSPIPool(t *testing.T) {
 	if ahead == 0 {
 		t.Fatal("no SPI was allocated ahead")
 	}
-	t.Logf("%d SPIs: %d allocated ahead, %d on demand", len(seen), ahead, calls.get("dataplane/allocate SPI"))
+	t.Logf("%d SPIs: %d batches allocated ahead, %d on demand", len(seen), ahead, calls.get("dataplane/allocate SPI"))
 	// Nothing allocated ahead is used after spiMaxAge: it is released.
 	waitFor := func(what string, ok func() bool) {
 		t.Helper()

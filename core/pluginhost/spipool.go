@@ -83,26 +83,13 @@ func (p *spiPool) take(c *dataplane.Client, src, dst netip.Addr) uint32 {
 	return spi
 }
 
-// fill allocates n SPIs at once; the calls share stream messages.
+// fill allocates n SPIs in one stream message.
 func (p *spiPool) fill(c *dataplane.Client, src, dst netip.Addr, n int) {
 	ctx, cancel := context.WithTimeout(context.Background(), p.d.inst.h.opts.CallTimeout)
 	defer cancel()
-	got := make(chan uint32, n)
-	var wg sync.WaitGroup
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			start := time.Now()
-			spi, err := c.AllocateSPI(ctx, src, dst)
-			p.d.inst.h.observe(base.KindDataplane, p.d.inst.name, "allocate SPI ahead", start, err)
-			if err == nil {
-				got <- spi
-			}
-		}()
-	}
-	wg.Wait()
-	close(got)
+	start := time.Now()
+	spis, err := c.AllocateSPIs(ctx, src, dst, n)
+	p.d.inst.h.observe(base.KindDataplane, p.d.inst.name, "allocate SPI ahead", start, err)
 	now := p.now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -110,7 +97,7 @@ func (p *spiPool) fill(c *dataplane.Client, src, dst netip.Addr, n int) {
 	if p.from != c {
 		return
 	}
-	for spi := range got {
+	for _, spi := range spis {
 		p.free[dst] = append(p.free[dst], pooledSPI{spi: spi, at: now})
 	}
 }

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -111,6 +112,47 @@ func (c *Client) InstallChild(ctx context.Context, sas []*ChildSA, policies []*P
 		call.Op = &pb.DataplaneCall_InstallChild{InstallChild: req}
 	})
 	return err
+}
+
+// AllocateSPIs reserves n SPIs for SAs from src to dst in one stream
+// message (version 2; a version 1 client makes n calls). It returns the
+// SPIs it got and the first error, if any.
+func (c *Client) AllocateSPIs(ctx context.Context, src, dst netip.Addr, n int) ([]uint32, error) {
+	if c.stream == nil {
+		var spis []uint32
+		for range n {
+			spi, err := c.AllocateSPI(ctx, src, dst)
+			if err != nil {
+				return spis, err
+			}
+			spis = append(spis, spi)
+		}
+		return spis, nil
+	}
+	req := &pb.AllocateSPIRequest{Src: addrToProto(src), Dst: addrToProto(dst)}
+	rs, err := c.stream.DoBatch(ctx, n, func(_ int, id uint64, timeout time.Duration) *pb.DataplaneCall {
+		return &pb.DataplaneCall{Id: id, TimeoutMs: millis(timeout), Op: &pb.DataplaneCall_AllocateSpi{AllocateSpi: req}}
+	})
+	if err != nil {
+		return nil, err
+	}
+	spis := make([]uint32, 0, n)
+	seen := make(map[uint32]bool, n)
+	var first error
+	for _, r := range rs {
+		switch spi := r.GetSpi(); {
+		case r.GetError() != "":
+			first = cmp.Or(first, remoteError(r.GetError()))
+		case spi < 256:
+			first = cmp.Or(first, fmt.Errorf("%w: SPI %d is reserved", ErrInvalidReply, spi))
+		case seen[spi]:
+			first = cmp.Or(first, fmt.Errorf("%w: SPI %08x handed out twice", ErrInvalidReply, spi))
+		default:
+			seen[spi] = true
+			spis = append(spis, spi)
+		}
+	}
+	return spis, first
 }
 
 // ErrInvalidReply wraps every rejection of a plugin's malformed answer.

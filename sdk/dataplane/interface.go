@@ -141,6 +141,8 @@ type Dataplane interface {
 	base.Plugin
 	AllocateSPI(ctx context.Context, src, dst netip.Addr) (uint32, error)
 	InstallSA(ctx context.Context, sa *ChildSA) error
+	// DeleteSA removes an SA, or ends the reservation of an SPI that
+	// AllocateSPI returned and no SA took (see SPIHoldTime).
 	DeleteSA(ctx context.Context, key SAKey) error
 	InstallPolicy(ctx context.Context, p *Policy) error
 	DeletePolicy(ctx context.Context, p *Policy) error

@@ -33,6 +33,7 @@ type Mock struct {
 
 	mu       sync.Mutex
 	nextSPI  uint32
+	reserved map[uint32]bool // allocated, not installed
 	sas      map[SAKey]ChildSA
 	policies map[PolicyKey]Policy
 	subs     map[chan Event]struct{}
@@ -71,6 +72,10 @@ func (m *Mock) AllocateSPI(_ context.Context, _, _ netip.Addr) (uint32, error) {
 		m.nextSPI = 0x1000
 	}
 	m.nextSPI++
+	if m.reserved == nil {
+		m.reserved = make(map[uint32]bool)
+	}
+	m.reserved[m.nextSPI] = true
 	return m.nextSPI, nil
 }
 
@@ -86,6 +91,7 @@ func (m *Mock) InstallSA(_ context.Context, sa *ChildSA) error {
 	c.EncKey = append([]byte(nil), sa.EncKey...)
 	c.IntegKey = append([]byte(nil), sa.IntegKey...)
 	m.sas[SAKey{Dst: sa.Dst, SPI: sa.SPI}] = c
+	delete(m.reserved, sa.SPI)
 	m.mu.Unlock()
 	m.changed()
 	return nil
@@ -95,6 +101,11 @@ func (m *Mock) DeleteSA(_ context.Context, key SAKey) error {
 	m.mu.Lock()
 	_, ok := m.sas[key]
 	delete(m.sas, key)
+	if !ok && m.reserved[key.SPI] {
+		delete(m.reserved, key.SPI)
+		m.mu.Unlock()
+		return nil
+	}
 	m.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("no SA %s/%#x", key.Dst, key.SPI)

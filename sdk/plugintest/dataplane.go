@@ -103,6 +103,19 @@ func RunDataplaneConformance(t *testing.T, impl dataplane.Dataplane, c Dataplane
 			t.Errorf("DeleteSA: %v", err)
 		}
 	})
+	t.Run("version 2: SPIs allocated in bulk", func(t *testing.T) {
+		// The host's SPI pool asks for many in one stream message; each
+		// must be distinct, and the ones it never uses go back.
+		spis, err := client.AllocateSPIs(ctx, c.Src, c.Dst, 16)
+		if err != nil || len(spis) != 16 {
+			t.Fatalf("AllocateSPIs(16): %d SPIs, %v", len(spis), err)
+		}
+		for _, spi := range spis {
+			if err := client.DeleteSA(ctx, dataplane.SAKey{Dst: c.Dst, SPI: spi}); err != nil {
+				t.Errorf("DeleteSA of the unused SPI %08x: %v", spi, err)
+			}
+		}
+	})
 	t.Run("malformed", func(t *testing.T) {
 		err := client.InstallSA(ctx, &dataplane.ChildSA{})
 		noPanic(t, "InstallSA(empty)", err)

@@ -22,7 +22,7 @@ import (
 // newBenchDataplane is a Dataplane with tables only (no devices or
 // sockets), enough to drive the per-packet functions.
 func newBenchDataplane(b testing.TB, encr string, keyLen int) (*Dataplane, *tun.Queue) {
-	d := &Dataplane{opts: Options{}, reserved: map[uint32]bool{}, subs: map[chan provider.Event]struct{}{}, done: make(chan struct{})}
+	d := &Dataplane{opts: Options{}, reserved: map[uint32]time.Time{}, subs: map[chan provider.Event]struct{}{}, done: make(chan struct{})}
 	d.opts.defaults()
 	d.tables.Store(&tables{byKey: map[provider.SAKey]*sa{}, inBySPI: map[uint32]*sa{}, outByReqID: map[uint32]*sa{}})
 	key := make([]byte, keyLen)

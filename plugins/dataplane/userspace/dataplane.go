@@ -188,7 +188,8 @@ type Dataplane struct {
 
 	mu       sync.Mutex
 	tables   atomic.Pointer[tables]
-	reserved map[uint32]bool // SPIs handed out by AllocateSPI, not installed yet
+	reserved map[uint32]time.Time // SPIs handed out by AllocateSPI, not installed yet, and when
+	pruned   time.Time                // the last sweep of reserved
 
 	subMu sync.Mutex
 	subs  map[chan provider.Event]struct{}
@@ -208,7 +209,7 @@ var _ provider.Dataplane = (*Dataplane)(nil)
 func New(opts Options) (*Dataplane, error) {
 	fixed := opts.TUNMTU != 0
 	opts.defaults()
-	d := &Dataplane{opts: opts, mtuFixed: fixed, log: opts.Logger, reserved: map[uint32]bool{},
+	d := &Dataplane{opts: opts, mtuFixed: fixed, log: opts.Logger, reserved: map[uint32]time.Time{},
 		subs: map[chan provider.Event]struct{}{}, done: make(chan struct{})}
 	d.tables.Store(&tables{byKey: map[provider.SAKey]*sa{}, inBySPI: map[uint32]*sa{}, outByReqID: map[uint32]*sa{}})
 	if err := d.open(); err != nil {
@@ -375,10 +376,24 @@ func maps[K comparable, V any](m map[K]V) map[K]V {
 	return out
 }
 
+// spiReservation is how long an SPI AllocateSPI handed out stays reserved
+// when no SA takes it and nobody gives it back with DeleteSA: well past
+// dataplane.SPIHoldTime and an exchange's last retransmission.
+const spiReservation = 10 * time.Minute
+
 // AllocateSPI returns a random unused inbound SPI (>= 256, RFC 4303 §2.1).
 func (d *Dataplane) AllocateSPI(ctx context.Context, src, dst netip.Addr) (uint32, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	now := time.Now()
+	if now.Sub(d.pruned) > spiReservation/10 {
+		for spi, at := range d.reserved {
+			if now.Sub(at) > spiReservation {
+				delete(d.reserved, spi)
+			}
+		}
+		d.pruned = now
+	}
 	t := d.tables.Load()
 	for range 1000 {
 		var b [4]byte
@@ -386,10 +401,10 @@ func (d *Dataplane) AllocateSPI(ctx context.Context, src, dst netip.Addr) (uint3
 			return 0, err
 		}
 		spi := binary.BigEndian.Uint32(b[:])
-		if spi < 256 || d.reserved[spi] || t.inBySPI[spi] != nil {
+		if _, taken := d.reserved[spi]; spi < 256 || taken || t.inBySPI[spi] != nil {
 			continue
 		}
-		d.reserved[spi] = true
+		d.reserved[spi] = now
 		return spi, nil
 	}
 	return 0, errors.New("no free SPI")
@@ -499,12 +514,18 @@ func removeSA(t *tables, s *sa) {
 	}
 }
 
-// DeleteSA removes an SA; packets in flight that already looked it up finish.
+// DeleteSA removes an SA; packets in flight that already looked it up
+// finish. For an SPI that AllocateSPI reserved and no SA took, it ends the
+// reservation (the host gives back SPIs it allocated ahead and never used).
 func (d *Dataplane) DeleteSA(ctx context.Context, key provider.SAKey) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	err := d.update(func(t *tables) error {
 		s := t.byKey[key]
+		if _, ok := d.reserved[key.SPI]; s == nil && ok {
+			delete(d.reserved, key.SPI)
+			return nil
+		}
 		if s == nil {
 			return fmt.Errorf("no SA with SPI %#08x to %s", key.SPI, key.Dst)
 		}

@@ -54,7 +54,7 @@ type Client[Call, Reply, CB, RB any] struct {
 	codec  Codec[Call, Reply, CB, RB]
 	cancel context.CancelFunc
 	nextID atomic.Uint64
-	queue  chan *Call
+	queue  chan []*Call // groups of calls that travel together
 
 	mu      sync.Mutex
 	pending map[uint64]chan *Reply
@@ -78,7 +78,7 @@ func NewClient[Call, Reply, CB, RB any](open func(ctx context.Context) (ClientSt
 		stream:  s,
 		codec:   codec,
 		cancel:  cancel,
-		queue:   make(chan *Call, MaxInFlight),
+		queue:   make(chan []*Call, MaxInFlight),
 		pending: make(map[uint64]chan *Reply),
 		done:    make(chan struct{}),
 	}
@@ -88,26 +88,30 @@ func NewClient[Call, Reply, CB, RB any](open func(ctx context.Context) (ClientSt
 }
 
 func (c *Client[Call, Reply, CB, RB]) routineSend() {
-	batch := make([]*Call, 0, MaxBatch)
+	var batch []*Call
 	for {
 		select {
-		case call := <-c.queue:
-			batch = append(batch[:0], call)
+		case group := <-c.queue:
+			batch = append(batch[:0], group...)
 		case <-c.done:
 			return
 		}
 	fill:
 		for len(batch) < MaxBatch {
 			select {
-			case call := <-c.queue:
-				batch = append(batch, call)
+			case group := <-c.queue:
+				batch = append(batch, group...)
 			default:
 				break fill
 			}
 		}
-		if err := c.stream.Send(c.codec.WrapCalls(batch)); err != nil {
-			c.fail(err)
-			return
+		for rest := batch; len(rest) > 0; {
+			n := min(len(rest), MaxBatch)
+			if err := c.stream.Send(c.codec.WrapCalls(rest[:n])); err != nil {
+				c.fail(err)
+				return
+			}
+			rest = rest[n:]
 		}
 		clear(batch)
 	}
@@ -161,51 +165,76 @@ func (c *Client[Call, Reply, CB, RB]) Err() error {
 // call's time budget (what is left of ctx) travels with it so the plugin can
 // give up too.
 func (c *Client[Call, Reply, CB, RB]) Do(ctx context.Context, build func(id uint64, timeout time.Duration) *Call) (*Reply, error) {
+	rs, err := c.DoBatch(ctx, 1, func(_ int, id uint64, timeout time.Duration) *Call { return build(id, timeout) })
+	if err != nil {
+		return nil, err
+	}
+	return rs[0], nil
+}
+
+// DoBatch sends n calls (build makes call i) in the same stream message, or
+// in as few as MaxBatch allows, and waits for all their replies, as Do does
+// for one. Work done ahead in bulk (SPIs for the next second's handshakes)
+// then costs one message, not n.
+func (c *Client[Call, Reply, CB, RB]) DoBatch(ctx context.Context, n int, build func(i int, id uint64, timeout time.Duration) *Call) ([]*Reply, error) {
 	var timeout time.Duration
 	if dl, ok := ctx.Deadline(); ok {
 		if timeout = time.Until(dl); timeout <= 0 {
 			return nil, ctx.Err()
 		}
 	}
-	id := c.nextID.Add(1)
-	ch := make(chan *Reply, 1)
+	ids := make([]uint64, n)
+	chs := make([]chan *Reply, n)
+	group := make([]*Call, n)
 	c.mu.Lock()
 	if c.err != nil {
 		err := c.err
 		c.mu.Unlock()
 		return nil, err
 	}
-	c.pending[id] = ch
+	for i := range n {
+		ids[i] = c.nextID.Add(1)
+		chs[i] = make(chan *Reply, 1)
+		c.pending[ids[i]] = chs[i]
+	}
 	c.mu.Unlock()
+	for i := range n {
+		group[i] = build(i, ids[i], timeout)
+	}
 
 	select {
-	case c.queue <- build(id, timeout):
+	case c.queue <- group:
 	case <-ctx.Done():
-		c.forget(id)
+		c.forget(ids...)
 		return nil, ctx.Err()
 	case <-c.done:
 		return nil, c.Err()
 	}
-	select {
-	case r := <-ch:
-		return r, nil
-	case <-ctx.Done():
-		c.forget(id)
-		return nil, ctx.Err()
-	case <-c.done:
-		// A reply may have raced the end of the stream.
+	replies := make([]*Reply, n)
+	for i, ch := range chs {
 		select {
-		case r := <-ch:
-			return r, nil
-		default:
+		case replies[i] = <-ch:
+		case <-ctx.Done():
+			c.forget(ids[i:]...)
+			return nil, ctx.Err()
+		case <-c.done:
+			// A reply may have raced the end of the stream.
+			select {
+			case replies[i] = <-ch:
+				continue
+			default:
+			}
+			return nil, c.Err()
 		}
-		return nil, c.Err()
 	}
+	return replies, nil
 }
 
-func (c *Client[Call, Reply, CB, RB]) forget(id uint64) {
+func (c *Client[Call, Reply, CB, RB]) forget(ids ...uint64) {
 	c.mu.Lock()
-	delete(c.pending, id)
+	for _, id := range ids {
+		delete(c.pending, id)
+	}
 	c.mu.Unlock()
 }
 

@@ -191,3 +191,72 @@ func TestPanicBecomesReply(t *testing.T) {
 		t.Fatalf("after the panic: %+v, %v", r, err)
 	}
 }
+
+// sizedSide records how many calls each message the client sends carries.
+type sizedSide struct {
+	clientSide
+	mu    sync.Mutex
+	sizes []int
+}
+
+func (s *sizedSide) Send(x *calls) error {
+	s.mu.Lock()
+	s.sizes = append(s.sizes, len(x.list))
+	s.mu.Unlock()
+	return s.clientSide.Send(x)
+}
+
+// TestDoBatchSharesMessages: a batch of calls travels in as few messages as
+// MaxBatch allows, and each call still gets its own reply, in order.
+func TestDoBatchSharesMessages(t *testing.T) {
+	p := newPipe()
+	go Serve(serverSide{p}, codec, func(_ context.Context, x *call) *reply { return &reply{id: x.id, n: x.n * 2} },
+		func(c *call, v any) *reply { return &reply{id: c.id, n: -1} })
+	side := &sizedSide{clientSide: clientSide{p}}
+	c, err := NewClient(func(context.Context) (ClientStream[calls, replies], error) { return side, nil }, codec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(); p.cancel() })
+
+	n := MaxBatch + 10
+	rs, err := c.DoBatch(context.Background(), n, func(i int, id uint64, d time.Duration) *call { return &call{id: id, timeout: d, n: i} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range rs {
+		if r.n != 2*i {
+			t.Fatalf("reply %d: n = %d, want %d", i, r.n, 2*i)
+		}
+	}
+	side.mu.Lock()
+	defer side.mu.Unlock()
+	if len(side.sizes) != 2 || side.sizes[0] != MaxBatch || side.sizes[1] != 10 {
+		t.Errorf("messages carried %v calls, want [%d 10]", side.sizes, MaxBatch)
+	}
+}
+
+// TestDoBatchDeadline: a batch whose replies do not all come in time fails
+// with the deadline, and the late replies count as strays.
+func TestDoBatchDeadline(t *testing.T) {
+	late := make(chan struct{})
+	c, _ := start(t, func(ctx context.Context, x *call) *reply {
+		if x.n == 1 {
+			<-late
+		}
+		return &reply{id: x.id}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err := c.DoBatch(ctx, 3, func(i int, id uint64, d time.Duration) *call { return &call{id: id, timeout: d, n: i} })
+	close(late)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v", err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); c.Stray.Load() == 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if c.Stray.Load() == 0 {
+		t.Error("the late reply was not counted as a stray")
+	}
+}
