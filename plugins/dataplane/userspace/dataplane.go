@@ -189,7 +189,7 @@ type Dataplane struct {
 	mu       sync.Mutex
 	tables   atomic.Pointer[tables]
 	reserved map[uint32]time.Time // SPIs handed out by AllocateSPI, not installed yet, and when
-	pruned   time.Time                // the last sweep of reserved
+	pruned   time.Time            // the last sweep of reserved
 
 	subMu sync.Mutex
 	subs  map[chan provider.Event]struct{}
