@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/veil-ipsec/veil/core/engine/enginetest"
 	"github.com/veil-ipsec/veil/core/provider"
@@ -71,4 +72,45 @@ func TestInstallChildInOneCall(t *testing.T) {
 	if n := len(q.b.dp.Inbound()) + len(q.b.dp.Outbound()) + q.b.dp.PolicyCount(); n != 0 {
 		t.Fatalf("the responder's dataplane has %d SAs and policies after a refused install", n)
 	}
+}
+
+// gatedInstaller holds InstallChild until its gate opens.
+type gatedInstaller struct {
+	*childInstaller
+	entered, gate chan struct{}
+}
+
+func (g *gatedInstaller) InstallChild(ctx context.Context, sas []*provider.ChildSA, policies []*provider.Policy) error {
+	g.entered <- struct{}{}
+	<-g.gate
+	return g.childInstaller.InstallChild(ctx, sas, policies)
+}
+
+// The responder installs the child of IKE_AUTH without the engine lock (it
+// is a plugin round trip): the engine answers API calls meanwhile, and the
+// IKE_AUTH response leaves only once the install is done.
+func TestInstallChildRunsOffTheLock(t *testing.T) {
+	p := newPairCfg(t, nil, withChildInstaller)
+	gated := &gatedInstaller{childInstaller: p.b.e.cfg.Dataplane.(*childInstaller), entered: make(chan struct{}, 1), gate: make(chan struct{})}
+	p.b.e.cfg.Dataplane, p.b.e.env.Dataplane = gated, gated
+	go func() {
+		<-gated.entered
+		snap := make(chan int, 1)
+		go func() { snap <- len(p.b.e.Snapshot()) }()
+		select {
+		case n := <-snap:
+			if n != 1 {
+				t.Errorf("Snapshot during the install: %d SAs, want 1", n)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("the engine did not answer Snapshot while the responder installed a child: the install holds its lock")
+		}
+		if got := len(p.a.dp.Inbound()); got != 0 {
+			t.Errorf("the initiator installed %d SAs before the responder's install finished", got)
+		}
+		close(gated.gate)
+	}()
+	p.up()
+	p.established(t, 1)
+	checkKeys(t, p.a.dp, p.b.dp, 1)
 }

@@ -306,17 +306,36 @@ func (sa *SA) responderAuthComplete(id uint32, req, out []ike.Payload) {
 	}
 	out = append(out, sa.cpRespond(req)...)
 	out = append(out, sa.ppkResponse()...)
-	var child *ChildSA
-	if ike.Get[*ike.SA](req) != nil {
-		var cps []ike.Payload
-		child, cps = sa.childRespond(req, nil)
-		out = append(out, cps...)
+	finish := func(child *ChildSA, cps []ike.Payload) {
+		sa.respond(ike.IKE_AUTH, id, append(out, cps...))
+		sa.established()
+		if child != nil {
+			sa.childUp(child)
+		}
 	}
-	sa.respond(ike.IKE_AUTH, id, out)
-	sa.established()
-	if child != nil {
-		sa.childUp(child)
+	if ike.Get[*ike.SA](req) == nil {
+		finish(nil, nil)
+		return
 	}
+	child, cps, inst := sa.childResponse(req, nil)
+	if inst == nil {
+		finish(child, cps)
+		return
+	}
+	// The install is a dataplane plugin round trip: like the AUTH check it
+	// runs off the engine's lock, and the response goes out once the
+	// inbound SA is in place.
+	var err error
+	sa.env.offload(sa, func() {
+		err = inst.run(sa.env.Dataplane)
+	}, func() {
+		if sa.dead {
+			inst.commit(child)
+			child.uninstall(sa.env)
+			return
+		}
+		finish(sa.afterChildInstall(child, cps, inst, err))
+	})
 }
 
 // selectConn switches a responder to the candidate connection that matches

@@ -194,11 +194,39 @@ func subsetOf(got, offered []provider.TrafficSelector) bool {
 // childRespond answers a Child SA request (in IKE_AUTH or CREATE_CHILD_SA).
 // It returns the installed child (nil on refusal) and the payloads.
 func (sa *SA) childRespond(ps []ike.Payload, cc *createChild) (*ChildSA, []ike.Payload) {
-	refuse := func(n ike.NotifyType, class, reason string) (*ChildSA, []ike.Payload) {
-		sa.LastFailure = reason
-		sa.logger().Info("refusing Child SA", "reason", reason)
-		sa.event(EventChildFailed, "", class, reason)
-		return nil, []ike.Payload{&ike.Notify{NotifyType: n}}
+	c, out, inst := sa.childResponse(ps, cc)
+	if inst == nil {
+		return c, out
+	}
+	return sa.afterChildInstall(c, out, inst, inst.run(sa.env.Dataplane))
+}
+
+// refuseChild records why a Child SA request is refused and answers with n.
+func (sa *SA) refuseChild(n ike.NotifyType, class, reason string) (*ChildSA, []ike.Payload) {
+	sa.LastFailure = reason
+	sa.logger().Info("refusing Child SA", "reason", reason)
+	sa.event(EventChildFailed, "", class, reason)
+	return nil, []ike.Payload{&ike.Notify{NotifyType: n}}
+}
+
+// afterChildInstall takes the outcome of the install childResponse
+// prepared: the response payloads, or a refusal if the dataplane failed.
+func (sa *SA) afterChildInstall(c *ChildSA, out []ike.Payload, inst *childInstall, err error) (*ChildSA, []ike.Payload) {
+	inst.commit(c)
+	if err != nil {
+		c.uninstall(sa.env)
+		return sa.refuseChild(ike.NotifyTemporaryFailure, "dataplane", fmt.Sprintf("installing the Child SA failed: %v", err))
+	}
+	return c, out
+}
+
+// childResponse chooses and keys the Child SA a request asks for and builds
+// its response payloads, but leaves the install to the caller: inst, nil
+// when the request is refused (c is then nil and out the refusal).
+func (sa *SA) childResponse(ps []ike.Payload, cc *createChild) (c *ChildSA, out []ike.Payload, inst *childInstall) {
+	refuse := func(n ike.NotifyType, class, reason string) (*ChildSA, []ike.Payload, *childInstall) {
+		c, out := sa.refuseChild(n, class, reason)
+		return c, out, nil
 	}
 	sap := ike.Get[*ike.SA](ps)
 	tsi, tsr := fromWireTS(ike.GetTS(ps, true)), fromWireTS(ike.GetTS(ps, false))
@@ -268,7 +296,7 @@ func (sa *SA) childRespond(ps []ike.Payload, cc *createChild) (*ChildSA, []ike.P
 	if cc != nil && suite.KE != 0 {
 		if cc.ke == nil || cc.ke.Group != suite.KE {
 			sa.logger().Info("asking the peer for another PFS group", "group", suite.KE)
-			return nil, []ike.Payload{&ike.Notify{NotifyType: ike.NotifyInvalidKePayload, Data: []byte{byte(suite.KE >> 8), byte(suite.KE)}}}
+			return nil, []ike.Payload{&ike.Notify{NotifyType: ike.NotifyInvalidKePayload, Data: []byte{byte(suite.KE >> 8), byte(suite.KE)}}}, nil
 		}
 		if kePub, shared, err = transform.RespondKeyExchange(suite.KE, cc.ke.Data); err != nil {
 			return refuse(ike.NotifyInvalidSyntax, "ke", fmt.Sprintf("peer's PFS key exchange data is invalid: %v", err))
@@ -279,7 +307,7 @@ func (sa *SA) childRespond(ps []ike.Payload, cc *createChild) (*ChildSA, []ike.P
 	if err != nil {
 		return refuse(ike.NotifyTemporaryFailure, "dataplane", fmt.Sprintf("allocating an SPI failed: %v", err))
 	}
-	c := &ChildSA{Config: cfg, State: ChildCreating, Mode: mode, Suite: suite,
+	c = &ChildSA{Config: cfg, State: ChildCreating, Mode: mode, Suite: suite,
 		SPIIn: spiIn, SPIOut: spiOut, LocalTS: lts, RemoteTS: rts}
 	if cc != nil {
 		c.ni, c.nr = cc.ni, cc.nr
@@ -290,11 +318,10 @@ func (sa *SA) childRespond(ps []ike.Payload, cc *createChild) (*ChildSA, []ike.P
 	if c.ReqID == 0 {
 		c.ReqID = sa.env.NextReqID()
 	}
-	if err := sa.installChild(c, shared); err != nil {
-		c.uninstall(sa.env)
-		return refuse(ike.NotifyTemporaryFailure, "dataplane", fmt.Sprintf("installing the Child SA failed: %v", err))
+	if inst, err = sa.childInstallRequest(c, shared); err != nil {
+		return refuse(ike.NotifyTemporaryFailure, "dataplane", fmt.Sprintf("deriving the Child SA's keys failed: %v", err))
 	}
-	out := []ike.Payload{}
+	out = []ike.Payload{}
 	if mode == provider.Transport {
 		out = append(out, &ike.Notify{NotifyType: ike.NotifyUseTransportMode})
 	}
@@ -309,7 +336,7 @@ func (sa *SA) childRespond(ps []ike.Payload, cc *createChild) (*ChildSA, []ike.P
 	if !sameSet(rts, tsi) || !sameSet(lts, tsr) {
 		out = append(out, &ike.Notify{NotifyType: ike.NotifyAdditionalTsPossible})
 	}
-	return c, out
+	return c, out, inst
 }
 
 func sameSet(a, b []provider.TrafficSelector) bool {
@@ -319,13 +346,36 @@ func sameSet(a, b []provider.TrafficSelector) bool {
 // installChild derives the keys and installs inbound SA, outbound SA, then
 // the policies; key copies are zeroed once the dataplane has them.
 func (sa *SA) installChild(c *ChildSA, shared []byte) error {
+	inst, err := sa.childInstallRequest(c, shared)
+	if err != nil {
+		return err
+	}
+	err = inst.run(sa.env.Dataplane)
+	inst.commit(c)
+	return err
+}
+
+// childInstall is a Child SA's dataplane install: built under the
+// engine's lock (childInstallRequest), run with or without it, and
+// committed to the child under it.
+type childInstall struct {
+	in, out  *provider.ChildSA
+	policies []*provider.Policy
+	// What run got into the dataplane.
+	installedIn, installedOut bool
+	installed                 []*provider.Policy
+}
+
+// childInstallRequest derives c's keys and builds its install: inbound SA,
+// outbound SA, then the policies.
+func (sa *SA) childInstallRequest(c *ChildSA, shared []byte) (*childInstall, error) {
 	ni, nr := sa.ni, sa.nr
 	if c.ni != nil {
 		ni, nr = c.ni, c.nr
 	}
 	keys, err := transform.ChildKeymat(sa.Suite, sa.keys.SKd, c.Suite, shared, ni, nr)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer keys.Zero()
 	// Keys for data from the exchange's initiator come first (RFC 7296
@@ -366,52 +416,55 @@ func (sa *SA) installChild(c *ChildSA, shared []byte) error {
 		return x
 	}
 	c.inDst, c.outDst = sa.Local.Addr(), sa.Remote.Addr()
-	var policies []*provider.Policy
+	inst := &childInstall{in: mk(true), out: mk(false)}
 	// On a rekey the old SA's policies (same ReqID) pass to this one when it goes.
 	if old := c.rekeyOf; old == nil || old.policies == nil {
-		policies = sa.childPolicies(c, remoteTS)
+		inst.policies = sa.childPolicies(c, remoteTS)
 		if sa.env.ReleaseTrap != nil {
 			sa.env.ReleaseTrap(sa.Conn, c.Config.Name)
 		}
 	}
-	if ci, ok := sa.env.Dataplane.(provider.ChildInstaller); ok {
-		// One call for everything (one plugin round trip), all or nothing.
-		in, out := mk(true), mk(false)
-		err = ci.InstallChild(ctx(), []*provider.ChildSA{in, out}, policies)
-		clear(in.EncKey)
-		clear(in.IntegKey)
-		clear(out.EncKey)
-		clear(out.IntegKey)
-		if err != nil {
+	return inst, nil
+}
+
+// run makes the install's dataplane calls (one with a ChildInstaller, all
+// or nothing) and zeroes the key copies.
+func (ci *childInstall) run(dp provider.Dataplane) error {
+	defer func() {
+		for _, x := range []*provider.ChildSA{ci.in, ci.out} {
+			clear(x.EncKey)
+			clear(x.IntegKey)
+		}
+	}()
+	if x, ok := dp.(provider.ChildInstaller); ok {
+		if err := x.InstallChild(ctx(), []*provider.ChildSA{ci.in, ci.out}, ci.policies); err != nil {
 			return err
 		}
-		c.installedIn, c.installedOut = true, true
-		c.policies = append(c.policies, policies...)
+		ci.installedIn, ci.installedOut, ci.installed = true, true, ci.policies
 		return nil
 	}
-	in := mk(true)
-	err = sa.env.Dataplane.InstallSA(ctx(), in)
-	clear(in.EncKey)
-	clear(in.IntegKey)
-	if err != nil {
+	if err := dp.InstallSA(ctx(), ci.in); err != nil {
 		return err
 	}
-	c.installedIn = true
-	out := mk(false)
-	err = sa.env.Dataplane.InstallSA(ctx(), out)
-	clear(out.EncKey)
-	clear(out.IntegKey)
-	if err != nil {
+	ci.installedIn = true
+	if err := dp.InstallSA(ctx(), ci.out); err != nil {
 		return err
 	}
-	c.installedOut = true
-	for _, p := range policies {
-		if err := sa.env.Dataplane.InstallPolicy(ctx(), p); err != nil {
+	ci.installedOut = true
+	for _, p := range ci.policies {
+		if err := dp.InstallPolicy(ctx(), p); err != nil {
 			return err
 		}
-		c.policies = append(c.policies, p)
+		ci.installed = append(ci.installed, p)
 	}
 	return nil
+}
+
+// commit records on c what run installed, so uninstall removes it.
+func (ci *childInstall) commit(c *ChildSA) {
+	c.installedIn = c.installedIn || ci.installedIn
+	c.installedOut = c.installedOut || ci.installedOut
+	c.policies = append(c.policies, ci.installed...)
 }
 
 // childPolicies are the policies of a new Child SA: out and in (and fwd in
