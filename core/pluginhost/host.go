@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"sort"
 	"sync"
 	"time"
@@ -62,6 +63,13 @@ type Options struct {
 	// signature itself. Each is configured along with its plugin; Secret
 	// and everything else still go to the plugin.
 	LocalKeystores map[string]keystore.Store
+	// PluginProcs is the GOMAXPROCS of plugin processes [a quarter of the
+	// CPUs, at least 1]. A plugin is a helper: a Go runtime with as many
+	// Ps as the machine has spins up idle threads and steals work on every
+	// stream message, which here costs more CPU than the message itself
+	// (bench/plugin-rpc-budget.txt). GOMAXPROCS in veild's own environment
+	// wins: go-plugin passes it on.
+	PluginProcs int
 }
 
 func (o *Options) setDefaults() error {
@@ -89,6 +97,9 @@ func (o *Options) setDefaults() error {
 	def(&o.StartTimeout, 10*time.Second)
 	if o.HealthFailures <= 0 {
 		o.HealthFailures = 2
+	}
+	if o.PluginProcs <= 0 {
+		o.PluginProcs = max(1, runtime.NumCPU()/4)
 	}
 	return nil
 }

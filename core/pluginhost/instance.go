@@ -121,9 +121,10 @@ func (i *instance) launch(ctx context.Context) (*plugin.Client, kindClient, base
 	} else {
 		cmd = exec.Command(i.path)
 	}
-	// go-plugin appends the host's environment; this keeps the plugin's
-	// socket in our 0700 directory.
-	cmd.Env = []string{plugin.EnvUnixSocketDir + "=" + i.h.sockDir}
+	// go-plugin appends the host's environment (where a value is set twice
+	// the later wins); this keeps the plugin's socket in our 0700
+	// directory.
+	cmd.Env = []string{plugin.EnvUnixSocketDir + "=" + i.h.sockDir, "GOMAXPROCS=" + strconv.Itoa(i.h.opts.PluginProcs)}
 	// A plugin must not outlive a daemon that died without stopping it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	sets := pluginSets(i.kind)
