@@ -46,6 +46,7 @@ func TestLab(t *testing.T) {
 	t.Run("soft-expire", l.softExpire)
 	t.Run("acquire", l.acquire)
 	t.Run("mark-ifid-delete", l.markIfID)
+	t.Run("reinstall", l.reinstall)
 	t.Run("offload-fallback", l.offload)
 	t.Run("offload-netlink", l.offloadNetlink)
 	t.Run("cleanup", l.cleanup)
@@ -114,6 +115,18 @@ type pair struct {
 	a, b          netip.Addr
 	keyAB, keyBA  provider.SAKey
 	local, remote provider.TrafficSelector // A's view
+	sas           []labSA                  // as installed, A's then B's
+	policies      []labPolicy
+}
+
+type labSA struct {
+	dp *Dataplane
+	sa *provider.ChildSA
+}
+
+type labPolicy struct {
+	dp *Dataplane
+	p  *provider.Policy
 }
 
 type pairOpts struct {
@@ -167,15 +180,13 @@ func (l *lab) install(t *testing.T, o pairOpts) *pair {
 		encapA = &provider.UDPEncap{SrcPort: o.encap.SrcPort, DstPort: o.encap.DstPort}
 		encapB = &provider.UDPEncap{SrcPort: o.encap.DstPort, DstPort: o.encap.SrcPort}
 	}
-	for _, s := range []struct {
-		dp *Dataplane
-		sa *provider.ChildSA
-	}{
+	p.sas = []labSA{
 		{l.dpA, sa(p.spiAB, o.a, o.b, false, encAB, intAB, encapA, o.localTS, o.remoteTS)},
 		{l.dpA, sa(p.spiBA, o.b, o.a, true, encBA, intBA, encapA, o.localTS, o.remoteTS)},
 		{l.dpB, sa(p.spiBA, o.b, o.a, false, encBA, intBA, encapB, o.remoteTS, o.localTS)},
 		{l.dpB, sa(p.spiAB, o.a, o.b, true, encAB, intAB, encapB, o.remoteTS, o.localTS)},
-	} {
+	}
+	for _, s := range p.sas {
 		if s.dp == l.dpA {
 			s.sa.Offload = o.offload
 		}
@@ -187,15 +198,13 @@ func (l *lab) install(t *testing.T, o pairOpts) *pair {
 		return &provider.Policy{ReqID: p.reqid, Dir: dir, Action: provider.Protect, Local: local, Remote: remote,
 			Priority: o.policyPrio + 100, Mode: o.mode, TmplSrc: src, TmplDst: dst}
 	}
-	for _, s := range []struct {
-		dp *Dataplane
-		p  *provider.Policy
-	}{
+	p.policies = []labPolicy{
 		{l.dpA, pol(provider.Out, o.localTS, o.remoteTS, o.a, o.b)},
 		{l.dpA, pol(provider.In, o.localTS, o.remoteTS, o.b, o.a)},
 		{l.dpB, pol(provider.Out, o.remoteTS, o.localTS, o.b, o.a)},
 		{l.dpB, pol(provider.In, o.remoteTS, o.localTS, o.a, o.b)},
-	} {
+	}
+	for _, s := range p.policies {
 		if err := s.dp.InstallPolicy(bg, s.p); err != nil {
 			t.Fatal(err)
 		}
@@ -651,4 +660,66 @@ func (l *lab) cleanup(t *testing.T) {
 	if st, pol := sh(t, "ip", "-n", "A", "xfrm", "state"), sh(t, "ip", "-n", "A", "xfrm", "policy"); st != "" || pol != "" {
 		t.Errorf("A not empty after Close:\n%s\n%s", st, pol)
 	}
+}
+
+// reinstall: the host installs every SA and policy again after a restart.
+// The same SA again keeps its state (sequence numbers and counters go on,
+// no replay drops on the peer); new keys under the same SPIs replace the
+// SAs; a policy installed again stays one kernel policy.
+func (l *lab) reinstall(t *testing.T) {
+	defer l.reset(t)
+	p := l.install(t, pairOpts{c: labCiphers[2], a: l.a4, b: l.b4})
+	ping(t, "A", l.b4, 2)
+	before, err := l.dpA.Counters(bg, []provider.SAKey{p.keyAB, p.keyBA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range p.sas {
+		if err := s.dp.InstallSA(bg, s.sa); err != nil {
+			t.Fatalf("the same SA again: %v", err)
+		}
+	}
+	for _, s := range p.policies {
+		if err := s.dp.InstallPolicy(bg, s.p); err != nil {
+			t.Fatalf("the same policy again: %v", err)
+		}
+	}
+	after, err := l.dpA.Counters(bg, []provider.SAKey{p.keyAB, p.keyBA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after[0].Packets != before[0].Packets || after[1].Packets != before[1].Packets || before[0].Packets < 2 {
+		t.Errorf("re-install reset A's counters: %+v then %+v", before, after)
+	}
+	for _, ns := range []string{"A", "B"} {
+		st, pol := sh(t, "ip", "-n", ns, "xfrm", "state"), sh(t, "ip", "-n", ns, "xfrm", "policy")
+		if strings.Count("\n"+st, "\nsrc ") != 2 || strings.Count(pol, "\tdir ") != 2 {
+			t.Errorf("%s after re-install, want 2 SAs and 2 policies:\n%s\n%s", ns, st, pol)
+		}
+	}
+	ping(t, "A", l.b4, 2)
+	l.settle(t, p, 4) // counters still match the wire from the start
+
+	// New keys under the same SPIs, on both ends: the kernel holds them.
+	newKey := map[uint32][]byte{p.spiAB: randKey(t, 16), p.spiBA: randKey(t, 16)}
+	for _, s := range p.sas {
+		s.sa.EncKey = append([]byte(nil), newKey[s.sa.SPI]...)
+		if err := s.dp.InstallSA(bg, s.sa); err != nil {
+			t.Fatalf("SA 0x%08x with a new key: %v", s.sa.SPI, err)
+		}
+	}
+	st := sh(t, "ip", "-n", "A", "xfrm", "state")
+	for spi, k := range newKey {
+		if !strings.Contains(st, fmt.Sprintf("0x%x", k)) {
+			t.Errorf("A's SA 0x%08x lacks its new key:\n%s", spi, st)
+		}
+	}
+	if strings.Count("\n"+st, "\nsrc ") != 2 {
+		t.Errorf("A after key change, want 2 SAs:\n%s", st)
+	}
+	if !strings.Contains(l.logA.String(), "replacing an SA that had the same SPI and other content") {
+		t.Errorf("replacement not logged:\n%s", l.logA.String())
+	}
+	ping(t, "A", l.b4, 2)
+	l.settle(t, p, 2) // fresh SAs: counters from zero, as on the wire since
 }

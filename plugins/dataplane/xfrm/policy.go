@@ -15,7 +15,8 @@ import (
 
 // InstallPolicy installs p. Kernel selectors are prefixes, so an address
 // range becomes one kernel policy per covering prefix pair; ports must be a
-// single port or any (the kernel matches ports by value).
+// single port or any (the kernel matches ports by value). Installing a
+// policy again replaces veil's kernel policies in place (installPolicy).
 func (d *Dataplane) InstallPolicy(ctx context.Context, p *provider.Policy) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -29,16 +30,27 @@ func (d *Dataplane) InstallPolicy(ctx context.Context, p *provider.Policy) error
 	if d.h == nil {
 		return errors.New("xfrm: dataplane closed")
 	}
+	var added []int
 	for i := range kps {
-		if err := d.h.XfrmPolicyAdd(&kps[i]); err != nil {
-			for j := 0; j < i; j++ {
+		isNew, err := d.installPolicy(&kps[i])
+		if err != nil {
+			for _, j := range added {
 				d.h.XfrmPolicyDel(&kps[j])
 			}
 			return fmt.Errorf("xfrm: install policy %s: %w", describe(&kps[i]), err)
 		}
+		if isNew {
+			added = append(added, i)
+		}
 	}
 	if p.Action == provider.Bypass {
-		d.bypass = append(d.bypass, kps...)
+		kept := d.bypass[:0]
+		for _, b := range d.bypass {
+			if !containsSelector(kps, &b) {
+				kept = append(kept, b)
+			}
+		}
+		d.bypass = append(kept, kps...)
 	}
 	return nil
 }
@@ -75,9 +87,14 @@ func (d *Dataplane) DeletePolicy(ctx context.Context, p *provider.Policy) error 
 	return errors.Join(errs...)
 }
 
+// containsSelector reports whether kps has a policy the kernel would take
+// for b: same selector, direction, mark and if_id (priority is not part of
+// a policy's identity).
 func containsSelector(kps []netlink.XfrmPolicy, b *netlink.XfrmPolicy) bool {
 	for i := range kps {
-		if describe(&kps[i]) == describe(b) {
+		k, c := kps[i], *b
+		k.Priority, c.Priority = 0, 0
+		if describe(&k) == describe(&c) {
 			return true
 		}
 	}

@@ -284,7 +284,8 @@ func (d *Dataplane) AllocateSPI(ctx context.Context, src, dst netip.Addr) (uint3
 }
 
 // InstallSA installs one ESP SA. An SA whose SPI came from AllocateSPI
-// replaces the kernel's larval SA (XFRM_MSG_UPDSA).
+// replaces the kernel's larval SA (XFRM_MSG_UPDSA). Installing an SA again
+// succeeds (see reinstallSA).
 func (d *Dataplane) InstallSA(ctx context.Context, sa *provider.ChildSA) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -331,6 +332,9 @@ func (d *Dataplane) addSA(sa *provider.ChildSA, reqid uint32, off *offloadReques
 		req.Flags = unix.NLM_F_REQUEST | unix.NLM_F_CREATE | unix.NLM_F_EXCL | unix.NLM_F_ACK
 	}
 	_, err = d.execute(req, 0)
+	if errors.Is(err, unix.EEXIST) {
+		err = d.reinstallSA(sa, req, err)
+	}
 	return wrapSAErr(sa, err)
 }
 
