@@ -260,3 +260,47 @@ func TestDoBatchDeadline(t *testing.T) {
 		t.Error("the late reply was not counted as a stray")
 	}
 }
+
+// stuckSide is a stream whose Send blocks until the stream's context ends,
+// as gRPC's does when a plugin stops reading and flow control runs out.
+type stuckSide struct {
+	clientSide
+	ctx context.Context
+}
+
+func (s *stuckSide) Send(*calls) error {
+	<-s.ctx.Done()
+	return s.ctx.Err()
+}
+
+// TestBlockedSendFailsTheStream: a plugin that stops reading does not keep
+// the caller that is sending forever; the stream fails and so do its calls.
+func TestBlockedSendFailsTheStream(t *testing.T) {
+	p := newPipe()
+	t.Cleanup(p.cancel)
+	side := &stuckSide{clientSide: clientSide{p}}
+	c, err := NewClient(func(ctx context.Context) (ClientStream[calls, replies], error) { side.ctx = ctx; return side, nil }, codec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	errc := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+		defer cancel()
+		_, err := c.Do(ctx, build(1))
+		errc <- err
+	}()
+	select {
+	case err := <-errc:
+		// Its deadline passed while it waited: either error is right.
+		if !errors.Is(err, ErrClosed) && !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("the call stuck in Send: %v", err)
+		}
+	case <-time.After(10 * SendStall):
+		t.Fatal("a call stuck in a blocked Send never returned")
+	}
+	if c.Err() == nil {
+		t.Error("the stream is still open after a Send blocked")
+	}
+}
