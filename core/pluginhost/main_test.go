@@ -32,6 +32,9 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if os.Getenv("VEIL_ECHO_FLOOR") != "" {
+		echoFloor()
+	}
 	os.Exit(runTests(m))
 }
 
