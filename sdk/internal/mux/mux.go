@@ -4,12 +4,11 @@
 // signatures) must stay cheap, so each plugin keeps one stream open and tells
 // calls apart by an id the client picks.
 //
-// Messages on the stream are batches of whatever calls (or replies) have
-// queued up while the previous batch was written: the host's calling
-// goroutine that finds nobody sending sends, the plugin has one goroutine
-// for its replies. An idle stream sends batches of one without waiting; a
-// busy one spreads the per-message cost (HTTP/2 frame, TLS record, system
-// call) over many calls.
+// Messages on the stream are batches: one goroutine per direction writes
+// whatever calls (or replies) have queued up while it wrote the previous
+// batch. An idle stream sends batches of one without waiting; a busy one
+// spreads the per-message cost (HTTP/2 frame, TLS record, system call) over
+// many calls.
 package mux
 
 import (
@@ -55,14 +54,7 @@ type Client[Call, Reply, CB, RB any] struct {
 	codec  Codec[Call, Reply, CB, RB]
 	cancel context.CancelFunc
 	nextID atomic.Uint64
-
-	// The caller that finds nobody sending sends, together with whatever
-	// other callers queue meanwhile: no goroutine hand-off per call, which
-	// costs a thread wake-up when the process is otherwise idle.
-	qmu           sync.Mutex
-	queued, spare []*Call
-	sending       bool
-	sendStart     atomic.Int64 // UnixNano when the Send in progress began, 0: none
+	queue  chan []*Call // groups of calls that travel together
 
 	mu      sync.Mutex
 	pending map[uint64]chan *Reply
@@ -86,71 +78,42 @@ func NewClient[Call, Reply, CB, RB any](open func(ctx context.Context) (ClientSt
 		stream:  s,
 		codec:   codec,
 		cancel:  cancel,
+		queue:   make(chan []*Call, MaxInFlight),
 		pending: make(map[uint64]chan *Reply),
 		done:    make(chan struct{}),
 	}
 	go c.routineReceive()
-	go c.routineWatchSend()
+	go c.routineSend()
 	return c, nil
 }
 
-// send queues group and, unless another caller is sending already, sends
-// everything queued, in messages of at most MaxBatch calls.
-func (c *Client[Call, Reply, CB, RB]) send(group []*Call) {
-	c.qmu.Lock()
-	c.queued = append(c.queued, group...)
-	if c.sending {
-		c.qmu.Unlock()
-		return
-	}
-	c.sending = true
-	for len(c.queued) > 0 {
-		batch := c.queued
-		c.queued = c.spare[:0]
-		c.qmu.Unlock()
-		var err error
-		for rest := batch; len(rest) > 0 && err == nil; {
+func (c *Client[Call, Reply, CB, RB]) routineSend() {
+	var batch []*Call
+	for {
+		select {
+		case group := <-c.queue:
+			batch = append(batch[:0], group...)
+		case <-c.done:
+			return
+		}
+	fill:
+		for len(batch) < MaxBatch {
+			select {
+			case group := <-c.queue:
+				batch = append(batch, group...)
+			default:
+				break fill
+			}
+		}
+		for rest := batch; len(rest) > 0; {
 			n := min(len(rest), MaxBatch)
-			c.sendStart.Store(time.Now().UnixNano())
-			err = c.stream.Send(c.codec.WrapCalls(rest[:n]))
-			c.sendStart.Store(0)
+			if err := c.stream.Send(c.codec.WrapCalls(rest[:n])); err != nil {
+				c.fail(err)
+				return
+			}
 			rest = rest[n:]
 		}
 		clear(batch)
-		c.qmu.Lock()
-		c.spare = batch
-		if err != nil {
-			c.queued, c.sending = nil, false
-			c.qmu.Unlock()
-			c.failWith(err)
-			return
-		}
-	}
-	c.sending = false
-	c.qmu.Unlock()
-}
-
-// SendStall is how long a Send may block before the stream is failed. A
-// Send blocks when the stream's flow control is exhausted: the plugin
-// stopped reading (hung), with a MiB of calls unread. Failing the stream
-// fails the calls (the caller sending, too, whatever its deadline) and lets
-// the host restart the plugin.
-const SendStall = time.Second
-
-// routineWatchSend fails the stream when a Send has blocked for SendStall.
-func (c *Client[Call, Reply, CB, RB]) routineWatchSend() {
-	t := time.NewTicker(SendStall / 4)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.done:
-			return
-		case now := <-t.C:
-			if start := c.sendStart.Load(); start != 0 && now.Sub(time.Unix(0, start)) > SendStall {
-				c.failWith(errors.New("the plugin stopped reading its stream"))
-				return
-			}
-		}
 	}
 }
 
@@ -174,12 +137,6 @@ func (c *Client[Call, Reply, CB, RB]) routineReceive() {
 			ch <- r // buffered: never blocks
 		}
 	}
-}
-
-// failWith ends the stream (unblocking a Send) and fails every call.
-func (c *Client[Call, Reply, CB, RB]) failWith(err error) {
-	c.cancel()
-	c.fail(err)
 }
 
 func (c *Client[Call, Reply, CB, RB]) fail(err error) {
@@ -245,7 +202,14 @@ func (c *Client[Call, Reply, CB, RB]) DoBatch(ctx context.Context, n int, build 
 		group[i] = build(i, ids[i], timeout)
 	}
 
-	c.send(group)
+	select {
+	case c.queue <- group:
+	case <-ctx.Done():
+		c.forget(ids...)
+		return nil, ctx.Err()
+	case <-c.done:
+		return nil, c.Err()
+	}
 	replies := make([]*Reply, n)
 	for i, ch := range chs {
 		select {
