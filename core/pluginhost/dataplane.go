@@ -25,6 +25,11 @@ type Dataplane struct {
 	sas      map[provider.SAKey]*dataplane.ChildSA
 	policies map[dataplane.PolicyKey]*dataplane.Policy
 	hooks    []func(ctx context.Context)
+	// handed are SPIs given out and not installed yet, and when: a plugin
+	// that hands out an SPI twice, or one an installed SA has, would have
+	// the second SA replace the first.
+	handed      map[provider.SAKey]time.Time
+	handedSwept time.Time
 }
 
 var (
@@ -34,7 +39,7 @@ var (
 
 func newDataplane(inst *instance) *Dataplane {
 	d := &Dataplane{inst: inst, sas: make(map[provider.SAKey]*dataplane.ChildSA),
-		policies: make(map[dataplane.PolicyKey]*dataplane.Policy)}
+		policies: make(map[dataplane.PolicyKey]*dataplane.Policy), handed: make(map[provider.SAKey]time.Time)}
 	d.spis = newSPIPool(d)
 	return d
 }
@@ -135,7 +140,7 @@ func (d *Dataplane) call(ctx context.Context, op string, f func(ctx context.Cont
 func (d *Dataplane) AllocateSPI(ctx context.Context, src, dst netip.Addr) (uint32, error) {
 	if c, err := d.client(); err == nil && c.Version() >= 2 {
 		if spi := d.spis.take(c, src, dst); spi != 0 {
-			return spi, nil
+			return spi, d.claimSPI(dst, spi)
 		}
 	}
 	var spi uint32
@@ -143,7 +148,33 @@ func (d *Dataplane) AllocateSPI(ctx context.Context, src, dst netip.Addr) (uint3
 		spi, err = c.AllocateSPI(ctx, src, dst)
 		return err
 	})
-	return spi, err
+	if err != nil {
+		return 0, err
+	}
+	return spi, d.claimSPI(dst, spi)
+}
+
+// claimSPI records an SPI handed out for SAs to dst, refusing one the
+// plugin handed out already (within SPIHoldTime, or to an installed SA).
+func (d *Dataplane) claimSPI(dst netip.Addr, spi uint32) error {
+	now := time.Now()
+	k := provider.SAKey{Dst: dst, SPI: spi}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if now.Sub(d.handedSwept) > dataplane.SPIHoldTime {
+		for k, at := range d.handed {
+			if now.Sub(at) > dataplane.SPIHoldTime {
+				delete(d.handed, k)
+			}
+		}
+		d.handedSwept = now
+	}
+	_, installed := d.sas[k]
+	if at, ok := d.handed[k]; installed || ok && now.Sub(at) <= dataplane.SPIHoldTime {
+		return fmt.Errorf("%w: dataplane plugin %q handed out SPI %08x for %s twice", dataplane.ErrInvalidReply, d.inst.name, spi, dst)
+	}
+	d.handed[k] = now
+	return nil
 }
 
 func (d *Dataplane) InstallSA(ctx context.Context, sa *provider.ChildSA) error {
@@ -157,6 +188,7 @@ func (d *Dataplane) InstallSA(ctx context.Context, sa *provider.ChildSA) error {
 		zeroKeys(old)
 	}
 	d.sas[provider.SAKey{Dst: sa.Dst, SPI: sa.SPI}] = s
+	delete(d.handed, provider.SAKey{Dst: sa.Dst, SPI: sa.SPI})
 	d.mu.Unlock()
 	return nil
 }
@@ -189,6 +221,7 @@ func (d *Dataplane) InstallChild(ctx context.Context, sas []*provider.ChildSA, p
 			zeroKeys(old)
 		}
 		d.sas[k] = s
+		delete(d.handed, k)
 	}
 	for _, p := range dpols {
 		d.policies[dataplane.KeyOf(p)] = p

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -31,6 +32,7 @@ import (
 	"github.com/veil-ipsec/veil/core/provider"
 	"github.com/veil-ipsec/veil/sdk/auth"
 	"github.com/veil-ipsec/veil/sdk/base"
+	"github.com/veil-ipsec/veil/sdk/dataplane"
 )
 
 // logBuffer collects the host's log for assertions.
@@ -703,5 +705,55 @@ func TestGarbageKeystoreRejected(t *testing.T) {
 	}
 	if _, err := signer.Sign(rand.Reader, nil, crypto.Hash(0)); err == nil || !strings.Contains(err.Error(), "signature of 0 bytes") {
 		t.Errorf("empty signature: err = %v", err)
+	}
+}
+
+// A dataplane plugin that breaks the rules is refused call by call: no
+// panic, no reserved or repeated SPI reaches the engine, and the plugin
+// stays in service.
+func TestGarbageDataplaneRejected(t *testing.T) {
+	t.Setenv("VEIL_TESTPLUGIN", "garbage-dataplane")
+	h, _ := newHost(t)
+	ctx := context.Background()
+	if err := h.Start(ctx, "dataplane", "garbage", testPluginBin); err != nil {
+		t.Fatal(err)
+	}
+	dp, err := h.Dataplane("garbage")
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := netip.MustParseAddr("192.0.2.1")
+	if _, err := dp.AllocateSPI(ctx, netip.MustParseAddr("192.0.2.7"), local); err == nil || !strings.Contains(err.Error(), "SPI 7 is reserved") {
+		t.Errorf("reserved SPI: err = %v", err)
+	}
+	peer := netip.MustParseAddr("198.51.100.1")
+	first, err := dp.AllocateSPI(ctx, peer, local)
+	if err != nil {
+		t.Fatalf("first SPI: %v", err)
+	}
+	var again error
+	for range 3 { // from the pool or from the plugin: the same SPI each time
+		if _, again = dp.AllocateSPI(ctx, peer, local); again == nil {
+			break
+		}
+	}
+	if again == nil || !strings.Contains(again.Error(), "twice") {
+		t.Errorf("SPI %08x handed out again: err = %v", first, again)
+	}
+	keys := []provider.SAKey{{Dst: local, SPI: 0x1000}, {Dst: local, SPI: 0x1001}}
+	if _, err := dp.Counters(ctx, keys); err == nil {
+		t.Error("counters for one of two SAs accepted")
+	}
+	sa := &provider.ChildSA{ReqID: 1, SPI: first, Inbound: true, Src: peer, Dst: local, Mode: provider.Transport,
+		Encryption: "aes-gcm-16", EncKey: bytes.Repeat([]byte{7}, 20)}
+	err = dp.InstallChild(ctx, []*provider.ChildSA{sa}, nil)
+	if err == nil || len(err.Error()) > 2*dataplane.MaxErrorLen {
+		t.Errorf("InstallChild with a 100 kB error: %d bytes of error", len(fmt.Sprint(err)))
+	}
+	if sas, _ := dp.Installed(); sas != 0 {
+		t.Errorf("%d SAs recorded after a failed install", sas)
+	}
+	if st := h.List(); len(st) != 1 || st[0].State != "running" || st[0].Restarts != 0 {
+		t.Errorf("plugin after garbage replies: %+v", st)
 	}
 }

@@ -17,6 +17,10 @@
 //	             crashes the process with a panic outside any call.
 //	garbage-keystore  a keystore whose secrets are too big and whose
 //	             signatures are empty.
+//	garbage-dataplane  a dataplane whose AllocateSPI answers a reserved
+//	             SPI for source 192.0.2.7 and always the same SPI
+//	             otherwise, whose Counters answers fewer entries than asked
+//	             for and whose InstallChild fails with a 100 kB error.
 //	hang         an auth plugin whose Make and Verify never answer.
 //	hang-health  an auth plugin whose health check never answers.
 //	echo         an auth plugin that accepts everything (benchmarks).
@@ -72,6 +76,8 @@ func main() {
 		}})
 	case "garbage-keystore":
 		keystore.Serve(&garbageStore{})
+	case "garbage-dataplane":
+		dataplane.Serve(&garbageDataplane{Mock: &dataplane.Mock{}})
 	case "hang-health":
 		auth.Serve(&auth.Mock{HealthFn: func(context.Context) error { select {} }})
 	case "hang":
@@ -219,4 +225,22 @@ func (*garbageStore) Public(context.Context, string) (crypto.PublicKey, error) {
 
 func (*garbageStore) Sign(context.Context, string, []byte, keystore.SignOptions) ([]byte, error) {
 	return nil, nil
+}
+
+// garbageDataplane breaks the dataplane rules the host enforces.
+type garbageDataplane struct{ *dataplane.Mock }
+
+func (*garbageDataplane) AllocateSPI(_ context.Context, src, _ netip.Addr) (uint32, error) {
+	if src == netip.MustParseAddr("192.0.2.7") {
+		return 7, nil // reserved (RFC 4303 §2.1)
+	}
+	return 0x1234, nil
+}
+
+func (*garbageDataplane) Counters(_ context.Context, keys []dataplane.SAKey) ([]dataplane.Counters, error) {
+	return make([]dataplane.Counters, len(keys)/2), nil
+}
+
+func (*garbageDataplane) InstallChild(context.Context, []*dataplane.ChildSA, []*dataplane.Policy) error {
+	return errors.New(string(make([]byte, 100_000)))
 }
