@@ -17,8 +17,9 @@ import (
 	"github.com/veil-ipsec/veil/test/netns"
 )
 
-// Binaries built once for the whole package, as an operator would run them.
-var veild, veilctl string
+// Binaries built once for the whole package, as an operator would run them;
+// keystoreEnv is the example third-party plugin, built as `make build` does.
+var veild, veilctl, keystoreEnv string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "veil-e2e-bin")
@@ -27,7 +28,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	veild, veilctl = filepath.Join(dir, "veild"), filepath.Join(dir, "veilctl")
-	for _, b := range []struct{ out, pkg string }{{veild, "../../cmd/veild"}, {veilctl, "../../cmd/veilctl"}} {
+	keystoreEnv = filepath.Join(dir, "keystore-env")
+	for _, b := range []struct{ out, pkg string }{{veild, "../../cmd/veild"}, {veilctl, "../../cmd/veilctl"},
+		{keystoreEnv, "../../examples/plugins/keystore-env"}} {
 		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
 		cmd.Stderr = os.Stderr
 		if err := cmd.Run(); err != nil {
@@ -66,6 +69,9 @@ type peerConfig struct {
 	KernelDataplane bool
 	// UserspaceConfig is the body of the userspace dataplane's config block.
 	UserspaceConfig string
+	// Env is more environment for veild ("NAME=value"), which passes it
+	// on to its plugins.
+	Env []string
 }
 
 var configTemplate = template.Must(template.New("cfg").Parse(`
@@ -143,6 +149,9 @@ func startDaemonPath(t testing.TB, ns *netns.NS, c peerConfig, path string) *dae
 	t.Helper()
 	d := &daemon{t: t, ns: ns, cfg: c, path: path, log: &bytes.Buffer{}, done: make(chan error, 1)}
 	d.cmd = ns.Command(context.Background(), veild, "--config", path)
+	if len(c.Env) > 0 {
+		d.cmd.Env = append(os.Environ(), c.Env...)
+	}
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
