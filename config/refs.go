@@ -39,9 +39,9 @@ func checkRef(a *attrs, what string, it listItem, keystores map[string]bool) {
 				Severity: hcl.DiagError,
 				Summary:  "Literal secret in the configuration",
 				Detail: fmt.Sprintf("%s must be a reference to where the secret is kept, not the secret itself. "+
-					"Put it in a file readable only by root (chmod 600) and write %s = \"file:/etc/veil/%s.%s\", "+
-					"or use vault:... or pkcs11:... ; then change the secret, since it has been in this file.",
-					what, what, "NAME", what),
+					"Put it in a file readable only by root (chmod 600) and write %s = \"file:/etc/veil/%s.%s\"%s; "+
+					"then change the secret, since it has been in this file.",
+					what, what, "NAME", what, map[bool]string{true: ", or use vault:...", false: ""}[what == "ppk"]),
 				Subject: it.rng.Ptr(),
 				Extra:   sensitive{},
 			})
@@ -50,6 +50,13 @@ func checkRef(a *attrs, what string, it listItem, keystores map[string]bool) {
 		default:
 			a.errorf(it.rng, "Invalid key reference", "%s must be a key reference: file:/path, vault:<mount>/<key>, pkcs11:<RFC 7512 URI>, or <keystore plugin>:...", what)
 		}
+		return
+	}
+	if what == "psk" && scheme != builtinKeystore {
+		// The bundled psk auth plugin reads its secrets itself; keystore
+		// plugins' secrets are not passed to it.
+		a.errorf(it.rng, "Unsupported psk reference", "psk must be a file: reference (like \"file:/etc/veil/NAME.psk\"): "+
+			"the psk auth plugin reads secrets from files only, not from the %q keystore.", scheme)
 		return
 	}
 	switch scheme {
