@@ -1,7 +1,7 @@
 // Command veilctl is the operator's CLI over veild's control socket.
 //
 //	veilctl [--socket PATH] status [CONN] | sas [--json] | initiate CONN[/CHILD] |
-//	        terminate CONN | rekey CONN[/CHILD] | reload | plugins | events
+//	        terminate CONN | rekey CONN[/CHILD] | reload | plugins [--json] | events
 package main
 
 import (
@@ -34,7 +34,7 @@ commands:
   terminate CONN           delete a connection's IKE SA and its children
   rekey CONN[/CHILD]       rekey the IKE SA, or one child
   reload                   re-read the configuration (a bad one is refused)
-  plugins                  loaded plugins and their state
+  plugins [--json]         loaded plugins and their state
   events                   stream SA up/down/rekey events
   version                  print veilctl's version
 `
@@ -155,9 +155,16 @@ func dispatch(ctx context.Context, c *control.Client, cmd string, args []string,
 		}
 		fmt.Fprintln(w, r.Message)
 	case "plugins":
+		asJSON := len(args) == 1 && args[0] == "--json"
+		if len(args) > 1 || (len(args) == 1 && !asJSON) {
+			return errUsage
+		}
 		r, err := c.ListPlugins(ctx, &controlpb.ListPluginsRequest{})
 		if err != nil {
 			return err
+		}
+		if asJSON {
+			return json.NewEncoder(w).Encode(pluginsJSON(r))
 		}
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "KIND\tNAME\tSTATE\tRESTARTS\tVERSION\tPATH")
@@ -306,4 +313,23 @@ func envOr(k, def string) string {
 		return v
 	}
 	return def
+}
+
+// pluginJSON is one plugin in `veilctl plugins --json`; the key names are
+// a contract, like those of sas --json.
+type pluginJSON struct {
+	Kind     string `json:"kind"`
+	Name     string `json:"name"`
+	State    string `json:"state"`
+	Restarts int32  `json:"restarts"`
+	Version  string `json:"version"`
+	Path     string `json:"path"` // "" for a bundled plugin
+}
+
+func pluginsJSON(r *controlpb.ListPluginsReply) map[string][]pluginJSON {
+	out := []pluginJSON{}
+	for _, p := range r.Plugins {
+		out = append(out, pluginJSON{Kind: p.Kind, Name: p.Name, State: p.State, Restarts: p.Restarts, Version: p.Version, Path: p.Path})
+	}
+	return map[string][]pluginJSON{"plugins": out}
 }

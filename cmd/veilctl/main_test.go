@@ -28,6 +28,13 @@ func (f *fakeDaemon) ListSAs(context.Context, *controlpb.ListSAsRequest) (*contr
 	}}}, nil
 }
 
+func (f *fakeDaemon) ListPlugins(context.Context, *controlpb.ListPluginsRequest) (*controlpb.ListPluginsReply, error) {
+	return &controlpb.ListPluginsReply{Plugins: []*controlpb.Plugin{
+		{Kind: "dataplane", Name: "userspace", State: "running", Restarts: 1, Version: "0.11.0"},
+		{Kind: "keystore", Name: "env", State: "running", Version: "0.1.0", Path: "/usr/libexec/veil/keystore-env"},
+	}}, nil
+}
+
 func (f *fakeDaemon) Initiate(_ context.Context, r *controlpb.InitiateRequest) (*controlpb.ActionReply, error) {
 	f.initiated = append(f.initiated, r.Connection+"/"+r.Child)
 	return &controlpb.ActionReply{Message: "initiated " + r.Connection}, nil
@@ -78,6 +85,33 @@ func TestSAsJSONShape(t *testing.T) {
 	}
 	if rt, ok := child["remote_ts"].([]any); !ok || len(rt) != 0 {
 		t.Errorf("remote_ts should be an empty list, got %v", child["remote_ts"])
+	}
+}
+
+func TestPluginsJSONShape(t *testing.T) {
+	sock, _ := serve(t)
+	var out, errb bytes.Buffer
+	if rc := run([]string{"--socket", sock, "plugins", "--json"}, &out, &errb); rc != 0 {
+		t.Fatalf("rc=%d stderr=%s", rc, errb.String())
+	}
+	var doc map[string][]map[string]any
+	if err := json.Unmarshal(out.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	ps := doc["plugins"]
+	if len(ps) != 2 {
+		t.Fatalf("plugins: %v", doc)
+	}
+	for _, k := range []string{"kind", "name", "state", "restarts", "version", "path"} {
+		if _, ok := ps[0][k]; !ok {
+			t.Errorf("plugins[0] lacks %q", k)
+		}
+	}
+	if ps[0]["restarts"] != float64(1) || ps[0]["path"] != "" || ps[1]["path"] != "/usr/libexec/veil/keystore-env" || ps[1]["version"] != "0.1.0" {
+		t.Errorf("plugins = %v", ps)
+	}
+	if rc := run([]string{"--socket", sock, "plugins", "--yaml"}, &out, &errb); rc == 0 {
+		t.Error("plugins --yaml accepted")
 	}
 }
 
