@@ -193,7 +193,7 @@ func (sa *SA) handleAuthResponse(ps []ike.Payload) error {
 		if ex.child != nil {
 			ex.child.uninstall(sa.env)
 		}
-		sa.fail("auth", "peer rejected our authentication (AUTHENTICATION_FAILED); check both sides' identities and secrets")
+		sa.fail("auth", "peer rejected our authentication (AUTHENTICATION_FAILED); its log says why: identities or secrets that do not match, a certificate it does not trust, or one of its plugins unavailable")
 		return errFatal
 	}
 	sa.ppkAuthResponse(ps)
