@@ -141,14 +141,22 @@ daemon {
   log_level      = "debug"
 }
 plugin "dataplane" "userspace" {}
-connection "lab" {
+`, sock, local) + certConnection("lab", local, remote, lid, rid, cert, "file:"+key, ca, start)
+}
+
+// certConnection is a transport-mode connection that authenticates both
+// ways with certificates: ours (cert, and keyRef for its private key) and
+// the peer's, checked against ca without revocation checks.
+func certConnection(name, local, remote, lid, rid, cert, keyRef, ca, start string) string {
+	return fmt.Sprintf(`
+connection %q {
   local_addrs  = [%q]
   remote_addrs = [%q]
   local {
     auth        = "pubkey"
     id          = %q
     certificate = %q
-    key         = "file:%s"
+    key         = %q
   }
   remote {
     auth       = "pubkey"
@@ -161,7 +169,7 @@ connection "lab" {
     start_action = %q
   }
 }
-`, sock, local, local, remote, lid, cert, key, rid, ca, start)
+`, name, local, remote, lid, cert, keyRef, rid, ca, start)
 }
 
 // Certificate authentication (RFC 7427 signatures made through the

@@ -27,27 +27,7 @@ plugin "keystore" "env" {
     prefix = "VEIL_E2E_"
   }
 }
-connection "lab" {
-  local_addrs  = [%q]
-  remote_addrs = [%q]
-  local {
-    auth        = "pubkey"
-    id          = %q
-    certificate = %q
-    key         = %q
-  }
-  remote {
-    auth       = "pubkey"
-    id         = %q
-    cacerts    = [%q]
-    revocation = "off"
-  }
-  child "all" {
-    mode         = "transport"
-    start_action = %q
-  }
-}
-`, sock, local, keystoreEnv, local, remote, lid, cert, keyRef, rid, ca, start)
+`, sock, local, keystoreEnv) + certConnection("lab", local, remote, lid, rid, cert, keyRef, ca, start)
 }
 
 // startDaemonEnv starts veild in ns with the configuration text given and

@@ -25,28 +25,7 @@ var killLoads = []struct{ name, addr string }{{"load1", "10.70.0.3"}, {"load2", 
 // a's addresses; for b (responder) remotes are.
 func killConfig(sock, listen string, lab [2]string, loads [][2]string, lid, rid, cert, key, ca, start string) string {
 	conn := func(name string, addrs [2]string, start string) string {
-		return fmt.Sprintf(`
-connection %q {
-  local_addrs  = [%q]
-  remote_addrs = [%q]
-  local {
-    auth        = "pubkey"
-    id          = %q
-    certificate = %q
-    key         = "file:%s"
-  }
-  remote {
-    auth       = "pubkey"
-    id         = %q
-    cacerts    = [%q]
-    revocation = "off"
-  }
-  child "all" {
-    mode         = "transport"
-    start_action = %q
-  }
-}
-`, name, addrs[0], addrs[1], lid, cert, key, rid, ca, start)
+		return certConnection(name, addrs[0], addrs[1], lid, rid, cert, "file:"+key, ca, start)
 	}
 	cfg := fmt.Sprintf(`
 daemon {
