@@ -11,7 +11,7 @@ FUZZTIME      ?= 30s
 # (CI installs all of them, see .ci/run).
 TESTFLAGS     ?= -count=1 -timeout 30m
 
-.PHONY: all build test lint demo proto fuzz bench clean tools
+.PHONY: all build test lint demo proto fuzz bench bench-smoke clean tools
 
 all: build
 
@@ -42,6 +42,12 @@ fuzz:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./core/...
+
+# The plugin RPC budget's benchmarks (bench/plugin-rpc-budget.txt), a few
+# hundred iterations: CI runs them so they keep working; figures come
+# from full runs.
+bench-smoke:
+	$(GO) test -run '^$$' -bench 'ResponderPlugins|ProcessRoundTripFloor|AuthVerify' -benchtime 200x ./core/engine/ ./core/pluginhost/
 
 # Regenerates sdk/proto/*.pb.go and the control API's code with pinned
 # generators (protoc from Debian's protobuf-compiler).
