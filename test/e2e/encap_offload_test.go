@@ -87,16 +87,21 @@ func encapOffloadPair(t testing.TB) *pair {
 // and bytes received.
 func iperf3(t testing.TB, p *pair, secs int) (float64, int64) {
 	t.Helper()
-	srv := p.b.Command(context.Background(), "iperf3", "-s", "-1", "-B", p.bAddr)
+	// The server serves one test and exits; if the client never gets
+	// through, the test fails and the server is killed, not waited for.
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := p.b.Command(ctx, "iperf3", "-s", "-1", "-B", p.bAddr)
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Wait()
+	defer func() { cancel(); srv.Wait() }()
 	var out string
 	netns.WaitFor(t, "iperf3 run", 20*time.Second, func() bool {
 		o, err := p.a.Output("iperf3", "-c", p.bAddr, "-t", fmt.Sprint(secs), "-J")
 		out = o
-		return err == nil
+		// iperf3 -J may exit 0 with an "error" (the server not listening
+		// yet: connection refused); try again then.
+		return err == nil && !strings.Contains(o, `"error":`)
 	})
 	var r struct {
 		End struct {
