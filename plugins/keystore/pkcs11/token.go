@@ -143,14 +143,13 @@ func (t *token) get(ctx context.Context) (p11.SessionHandle, error) {
 // put returns a session after a call that ended with err.
 func (t *token) put(s p11.SessionHandle, err error) {
 	t.mu.Lock()
-	closed := t.closed
-	t.mu.Unlock()
-	if closed || (err != nil && sessionLost(err)) {
+	defer t.mu.Unlock()
+	if t.closed || (err != nil && sessionLost(err)) {
 		t.ctx.CloseSession(s)
 		<-t.open
 		return
 	}
-	t.idle <- s
+	t.idle <- s // never blocks: it has room for every open session
 }
 
 func (t *token) openSession() (p11.SessionHandle, error) {
@@ -226,8 +225,8 @@ func (t *token) health(ctx context.Context) error {
 // close closes the idle sessions; busy ones are closed when returned.
 func (t *token) close() {
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	t.closed = true
-	t.mu.Unlock()
 	for {
 		select {
 		case s := <-t.idle:
