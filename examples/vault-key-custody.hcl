@@ -1,11 +1,14 @@
 # The private key stays in HashiCorp Vault: veil asks Vault's transit engine to
-# sign the IKE AUTH payload and never sees the key.
+# sign the IKE AUTH payload and never sees the key (plugins/keystore/vault).
 plugin "keystore" "vault" {
   config {
-    address    = "https://vault.example.com:8200"
-    # AppRole credentials are themselves references to files.
-    role_id    = "file:/etc/veil/vault-role-id"
-    secret_id  = "file:/etc/veil/vault-secret-id"
+    address = "https://vault.example.com:8200"
+    ca_cert = "/etc/veil/vault-ca.pem"
+    # AppRole: the role_id is not secret; the secret_id is in a file (mode 0600).
+    approle {
+      role_id        = "8f2c1b9e-6f1d-4c1e-9d0a-3b7f5e2a1c44"
+      secret_id_file = "/etc/veil/vault-secret-id"
+    }
   }
 }
 

@@ -28,6 +28,7 @@ import (
 	"github.com/veil-ipsec/veil/plugins/dataplane/xfrm"
 	"github.com/veil-ipsec/veil/plugins/keystore/file"
 	"github.com/veil-ipsec/veil/plugins/keystore/pkcs11"
+	"github.com/veil-ipsec/veil/plugins/keystore/vault"
 	"github.com/veil-ipsec/veil/sdk/base"
 )
 
@@ -38,6 +39,7 @@ var builtinPlugins = pluginhost.Builtins{
 	"auth/psk":            func() any { return psk.New() },
 	"auth/x509":           func() any { return x509.New() },
 	"keystore/file":       func() any { return file.New() },
+	"keystore/vault":      func() any { return vault.New() },
 	"keystore/pkcs11":     func() any { return pkcs11.New() },
 	"dataplane/userspace": func() any { return adapt.Dataplane(closeAtExit(userspacePlugin())) },
 	"dataplane/xfrm":      func() any { return adapt.Dataplane(closeAtExit(xfrmPlugin())) },
