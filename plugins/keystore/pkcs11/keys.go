@@ -8,6 +8,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/binary"
@@ -321,4 +322,38 @@ func (k *key) sign(ctx context.Context, digest []byte, opts keystore.SignOptions
 		}
 	}
 	return sig, nil
+}
+
+// check signs once and verifies with the public key found for the private
+// key: a public key object or certificate of another key (a wrong CKA_ID)
+// would otherwise show only as the peer refusing our AUTH. A token that
+// refuses the test signature (a mechanism it does not allow for the key)
+// is not an error here; real signatures report their own errors.
+func (k *key) check(ctx context.Context) error {
+	msg := []byte("veil pkcs11 keystore: does the public key match?")
+	d := sha256.Sum256(msg)
+	in, opts := d[:], keystore.SignOptions{Hash: crypto.SHA256}
+	if _, ok := k.pub.(*rsa.PublicKey); ok {
+		opts.PSS, opts.SaltLength = true, rsa.PSSSaltLengthEqualsHash
+	}
+	if _, ok := k.pub.(ed25519.PublicKey); ok {
+		in, opts = msg, keystore.SignOptions{}
+	}
+	sig, err := k.sign(ctx, in, opts)
+	if err != nil {
+		return nil
+	}
+	var ok bool
+	switch pub := k.pub.(type) {
+	case *ecdsa.PublicKey:
+		ok = ecdsa.VerifyASN1(pub, in, sig)
+	case *rsa.PublicKey:
+		ok = rsa.VerifyPSS(pub, crypto.SHA256, in, sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash}) == nil
+	case ed25519.PublicKey:
+		ok = ed25519.Verify(pub, in, sig)
+	}
+	if !ok {
+		return errors.New("the public key found for the private key (the public key object or certificate with the same CKA_ID) does not match it")
+	}
+	return nil
 }

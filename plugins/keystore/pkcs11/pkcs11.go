@@ -336,6 +336,9 @@ func (s *Store) key(ctx context.Context, ref string) (*key, error) {
 	}
 	k, err = loadKey(t, sess, u)
 	t.put(sess, err)
+	if err == nil {
+		err = k.check(ctx)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reference %q: %w", redact(ref), err)
 	}

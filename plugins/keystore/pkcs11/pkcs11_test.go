@@ -5,19 +5,25 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/sha512"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	p11 "github.com/miekg/pkcs11"
 
@@ -187,12 +193,65 @@ func makeKeys() error {
 		p11.NewAttribute(p11.CKA_LABEL, "huge"),
 		p11.NewAttribute(p11.CKA_VALUE, make([]byte, keystore.MaxSecretLen+1)),
 	}}
+	objects = append(objects, importedKeys(p256)...)
 	for _, tmpl := range objects {
 		if _, err := c.CreateObject(s, tmpl); err != nil {
 			return fmt.Errorf("creating an object: %w", err)
 		}
 	}
 	return nil
+}
+
+// importedKeys are P-256 keys imported without a public key object:
+// "certonly" (id 05) has a certificate with its id, "mismatch" (id 06) a
+// public key object of another key.
+func importedKeys(p256 []byte) [][]*p11.Attribute {
+	priv := func(k *ecdsa.PrivateKey, label string, id byte) []*p11.Attribute {
+		d, _ := k.Bytes()
+		return []*p11.Attribute{
+			p11.NewAttribute(p11.CKA_CLASS, p11.CKO_PRIVATE_KEY),
+			p11.NewAttribute(p11.CKA_KEY_TYPE, p11.CKK_EC),
+			p11.NewAttribute(p11.CKA_TOKEN, true),
+			p11.NewAttribute(p11.CKA_PRIVATE, true),
+			p11.NewAttribute(p11.CKA_SENSITIVE, true),
+			p11.NewAttribute(p11.CKA_SIGN, true),
+			p11.NewAttribute(p11.CKA_LABEL, label),
+			p11.NewAttribute(p11.CKA_ID, []byte{id}),
+			p11.NewAttribute(p11.CKA_EC_PARAMS, p256),
+			p11.NewAttribute(p11.CKA_VALUE, d),
+		}
+	}
+	certKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(5), Subject: pkix.Name{CommonName: "certonly"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &certKey.PublicKey, caKey)
+	mismatch, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	point, _ := other.PublicKey.Bytes()
+	ecPoint, _ := asn1.Marshal(point)
+	return [][]*p11.Attribute{
+		priv(certKey, "certonly", 5),
+		{
+			p11.NewAttribute(p11.CKA_CLASS, p11.CKO_CERTIFICATE),
+			p11.NewAttribute(p11.CKA_CERTIFICATE_TYPE, p11.CKC_X_509),
+			p11.NewAttribute(p11.CKA_TOKEN, true),
+			p11.NewAttribute(p11.CKA_LABEL, "certonly"),
+			p11.NewAttribute(p11.CKA_ID, []byte{5}),
+			p11.NewAttribute(p11.CKA_SUBJECT, []byte{0x30, 0}),
+			p11.NewAttribute(p11.CKA_VALUE, der),
+		},
+		priv(mismatch, "mismatch", 6),
+		{
+			p11.NewAttribute(p11.CKA_CLASS, p11.CKO_PUBLIC_KEY),
+			p11.NewAttribute(p11.CKA_KEY_TYPE, p11.CKK_EC),
+			p11.NewAttribute(p11.CKA_TOKEN, true),
+			p11.NewAttribute(p11.CKA_LABEL, "mismatch"),
+			p11.NewAttribute(p11.CKA_ID, []byte{6}),
+			p11.NewAttribute(p11.CKA_EC_PARAMS, p256),
+			p11.NewAttribute(p11.CKA_EC_POINT, ecPoint),
+		},
+	}
 }
 
 func slotOf(c *p11.Ctx, label string) (uint, error) {
@@ -309,6 +368,16 @@ func TestSignVerify(t *testing.T) {
 	}
 	if err := rsa.VerifyPKCS1v15(rsaPub, crypto.SHA384, d384[:], sign(signerRefs[2], d384[:], keystore.SignOptions{Hash: crypto.SHA384})); err != nil {
 		t.Errorf("RSA PKCS#1 v1.5: %v", err)
+	}
+
+	// A key imported without its public key object: the certificate with
+	// the same CKA_ID has it.
+	certOnly, ok := pub("pkcs11:object=certonly").(*ecdsa.PublicKey)
+	if !ok || !ecdsa.VerifyASN1(certOnly, d256[:], sign("pkcs11:object=certonly", d256[:], keystore.SignOptions{Hash: crypto.SHA256})) {
+		t.Error("key with a certificate and no public key object: no public key or the signature does not verify")
+	}
+	if _, err := s.Public(ctx, "pkcs11:id=%06"); err == nil || !strings.Contains(err.Error(), "does not match") {
+		t.Errorf("public key object of another key: %v; want an error", err)
 	}
 
 	edPub, ok := pub(signerRefs[3]).(ed25519.PublicKey)
