@@ -31,44 +31,59 @@ type Server struct {
 }
 
 var build struct {
-	once sync.Once
-	bin  string
-	dir  string
-	err  error
+	mu  sync.Mutex
+	bin string
+	dir string
 }
 
-// Binary builds the dev server once per test process and returns its path.
+// Binary builds the dev server, once until Cleanup, and returns its path.
 func Binary() (string, error) {
-	build.once.Do(func() {
-		_, self, _, _ := runtime.Caller(0)
-		src := filepath.Join(filepath.Dir(self), "devserver")
-		build.dir, build.err = os.MkdirTemp("", "veil-vaultdev-")
-		if build.err != nil {
-			return
-		}
-		build.bin = filepath.Join(build.dir, "devserver")
-		cmd := exec.Command("go", "build", "-o", build.bin, ".")
-		cmd.Dir = src
-		// The module's own go.mod and go.sum decide; a workspace or vendor
-		// setting of the caller's must not.
-		cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly -buildvcs=false")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			build.err = fmt.Errorf("building the Vault dev server in %s: %v\n%s", src, err, out)
-		}
-	})
-	return build.bin, build.err
+	build.mu.Lock()
+	defer build.mu.Unlock()
+	if build.bin != "" {
+		return build.bin, nil
+	}
+	_, self, _, _ := runtime.Caller(0)
+	src := filepath.Join(filepath.Dir(self), "devserver")
+	dir, err := os.MkdirTemp("", "veil-vaultdev-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "devserver")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Dir = src
+	// The module's own go.mod and go.sum decide; a workspace or vendor
+	// setting of the caller's must not.
+	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly -buildvcs=false")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return "", fmt.Errorf("building the Vault dev server in %s: %v\n%s", src, err, out)
+	}
+	build.bin, build.dir = bin, dir
+	return bin, nil
 }
 
-// Cleanup removes the built binary; call it from TestMain after m.Run.
+// Cleanup removes the built binary (call it from TestMain after m.Run, or
+// from the last test's t.Cleanup); a later Start builds it again.
 func Cleanup() {
+	build.mu.Lock()
+	defer build.mu.Unlock()
 	if build.dir != "" {
 		os.RemoveAll(build.dir)
 	}
+	build.bin, build.dir = "", ""
 }
 
-// Start runs a fresh, empty server (nothing mounted) for the test; it stops
-// when the test ends.
+// Start runs a fresh, empty server (nothing mounted) on 127.0.0.1 for the
+// test; it stops when the test ends.
 func Start(t testing.TB) *Server {
+	t.Helper()
+	return StartOn(t, "127.0.0.1:0")
+}
+
+// StartOn is Start listening on listen: "127.0.0.1:0", or "unix:/path" for a
+// unix socket (reachable from any network namespace, as veild in one is).
+func StartOn(t testing.TB, listen string) *Server {
 	t.Helper()
 	bin, err := Binary()
 	if err != nil {
@@ -77,7 +92,7 @@ func Start(t testing.TB) *Server {
 	tok := make([]byte, 16)
 	rand.Read(tok)
 	token := "root-" + hex.EncodeToString(tok)
-	cmd := exec.Command(bin, "-token", token)
+	cmd := exec.Command(bin, "-token", token, "-listen", listen)
 	stdin, err := cmd.StdinPipe() // the server stops when this closes
 	if err != nil {
 		t.Fatal(err)

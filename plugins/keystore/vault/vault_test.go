@@ -390,3 +390,20 @@ func TestErrors(t *testing.T) {
 		t.Errorf("Health before Configure: %v", err)
 	}
 }
+
+// TestUnixSocket: a Vault (Agent) listening on a unix socket.
+func TestUnixSocket(t *testing.T) {
+	srv := vaulttest.StartOn(t, "unix:"+filepath.Join(t.TempDir(), "vault.sock"))
+	srv.Mount(t, "transit", "transit", nil)
+	srv.Write(t, "transit/keys/ed", map[string]any{"type": "ed25519"})
+	s := configured(t, map[string]any{"address": srv.Addr, "token_file": writeFile(t, "token", srv.Token)})
+	ctx := context.Background()
+	pub, err := s.Public(ctx, "vault:transit/ed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := s.Sign(ctx, "vault:transit/ed", []byte("message"), keystore.SignOptions{})
+	if err != nil || !ed25519.Verify(pub.(ed25519.PublicKey), []byte("message"), sig) {
+		t.Fatalf("Sign over %s: %v", srv.Addr, err)
+	}
+}

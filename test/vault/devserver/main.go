@@ -1,8 +1,9 @@
 // Command devserver runs an in-memory, unsealed Vault server for tests, built from Vault's own
 // packages: there is no Vault package or download here, and the go-installable command pulls in
 // every builtin plugin. It offers transit, kv and approle (nothing mounted: tests mount what they
-// need), listens on 127.0.0.1 and prints one line, "VAULT_ADDR=http://127.0.0.1:PORT", once it
-// serves. The root token is -token. It stops when stdin closes or on SIGTERM/SIGINT.
+// need), listens on 127.0.0.1 (or -listen unix:/path) and prints one line,
+// "VAULT_ADDR=http://127.0.0.1:PORT" (or unix:///path), once it serves. The root token is
+// -token. It stops when stdin closes or on SIGTERM/SIGINT.
 package main
 
 import (
@@ -14,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	hclog "github.com/hashicorp/go-hclog"
@@ -32,14 +34,15 @@ import (
 func main() {
 	token := flag.String("token", "root", "root token id to create")
 	logLevel := flag.String("log-level", "warn", "server log level")
+	listen := flag.String("listen", "127.0.0.1:0", "TCP address, or unix:/path for a unix socket")
 	flag.Parse()
-	if err := run(*token, *logLevel); err != nil {
+	if err := run(*token, *logLevel, *listen); err != nil {
 		fmt.Fprintln(os.Stderr, "devserver:", err)
 		os.Exit(1)
 	}
 }
 
-func run(token, logLevel string) error {
+func run(token, logLevel, listen string) error {
 	logger := hclog.New(&hclog.LoggerOptions{Name: "vault", Level: hclog.LevelFromString(logLevel), Output: os.Stderr})
 	backend, err := inmem.NewInmem(nil, logger)
 	if err != nil {
@@ -87,13 +90,17 @@ func run(token, logLevel string) error {
 		return fmt.Errorf("create root token: %v", resp.Error())
 	}
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	network, addr, url := "tcp", listen, "http://"
+	if path, ok := strings.CutPrefix(listen, "unix:"); ok {
+		network, addr, url = "unix", path, "unix://"
+	}
+	ln, err := net.Listen(network, addr)
 	if err != nil {
 		return err
 	}
 	srv := &http.Server{Handler: vaulthttp.Handler.Handler(&vault.HandlerProperties{Core: core, ListenerConfig: &configutil.Listener{}})}
 	go srv.Serve(ln)
-	fmt.Printf("VAULT_ADDR=http://%s\n", ln.Addr())
+	fmt.Printf("VAULT_ADDR=%s%s\n", url, ln.Addr())
 
 	done := make(chan struct{})
 	go func() { io.Copy(io.Discard, os.Stdin); close(done) }()
