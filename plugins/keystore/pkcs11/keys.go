@@ -291,17 +291,17 @@ func (k *key) sign(ctx context.Context, digest []byte, opts keystore.SignOptions
 		return nil, err
 	}
 	t := k.tok
-	sess, err := t.get(ctx)
-	if err != nil {
-		return nil, err
-	}
 	var sig []byte
-	if err = t.ctx.SignInit(sess, []*p11.Mechanism{mech}, k.handle); err != nil {
-		err = callErr("C_SignInit", err)
-	} else if sig, err = t.ctx.Sign(sess, input); err != nil {
-		err = callErr("C_Sign", err)
-	}
-	t.put(sess, err)
+	err = t.do(ctx, func(sess p11.SessionHandle) error {
+		if err := t.ctx.SignInit(sess, []*p11.Mechanism{mech}, k.handle); err != nil {
+			return callErr("C_SignInit", err)
+		}
+		var err error
+		if sig, err = t.ctx.Sign(sess, input); err != nil {
+			return callErr("C_Sign", err)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}

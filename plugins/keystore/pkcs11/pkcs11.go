@@ -116,10 +116,7 @@ func (s *Store) Configure(ctx context.Context, configJSON []byte) error {
 	if st.token != "" {
 		t, err := st.findToken(&URI{Token: st.token})
 		if err == nil {
-			var sess p11.SessionHandle
-			if sess, err = t.get(ctx); err == nil {
-				t.put(sess, nil)
-			}
+			err = t.do(ctx, func(p11.SessionHandle) error { return nil })
 		}
 		if err != nil {
 			st.close()
@@ -278,14 +275,14 @@ func objectTemplate(class uint, u *URI) []*p11.Attribute {
 // are ambiguous.
 func findOne(c *p11.Ctx, sess p11.SessionHandle, tmpl []*p11.Attribute, what string) (p11.ObjectHandle, error) {
 	if err := c.FindObjectsInit(sess, tmpl); err != nil {
-		return 0, fmt.Errorf("C_FindObjectsInit: %s", rv(err))
+		return 0, callErr("C_FindObjectsInit", err)
 	}
 	objs, _, err := c.FindObjects(sess, 2)
 	if ferr := c.FindObjectsFinal(sess); err == nil && ferr != nil {
 		err = ferr
 	}
 	if err != nil {
-		return 0, fmt.Errorf("C_FindObjects: %s", rv(err))
+		return 0, callErr("C_FindObjects", err)
 	}
 	switch len(objs) {
 	case 0:
@@ -330,12 +327,10 @@ func (s *Store) key(ctx context.Context, ref string) (*key, error) {
 	if u.Type != "" && u.Type != "private" {
 		return nil, fmt.Errorf("reference %q: signing keys need type=private, not type=%s", redact(ref), u.Type)
 	}
-	sess, err := t.get(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("reference %q: %w", redact(ref), err)
-	}
-	k, err = loadKey(t, sess, u)
-	t.put(sess, err)
+	err = t.do(ctx, func(sess p11.SessionHandle) (err error) {
+		k, err = loadKey(t, sess, u)
+		return err
+	})
 	if err == nil {
 		err = k.check(ctx)
 	}
@@ -401,12 +396,11 @@ func (s *Store) Secret(ctx context.Context, ref string) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("reference %q: type=%s holds no secret (use type=secret-key or type=data)", redact(ref), u.Type)
 	}
-	sess, err := t.get(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("reference %q: %w", redact(ref), err)
-	}
-	v, err := readSecret(t.ctx, sess, u, classes)
-	t.put(sess, err)
+	var v []byte
+	err = t.do(ctx, func(sess p11.SessionHandle) (err error) {
+		v, err = readSecret(t.ctx, sess, u, classes)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("reference %q: %w", redact(ref), err)
 	}
@@ -435,7 +429,7 @@ func readSecret(c *p11.Ctx, sess p11.SessionHandle, u *URI, classes []uint) ([]b
 			return nil, errors.New("the secret is sensitive or not extractable (CKR_ATTRIBUTE_SENSITIVE): " +
 				"a PPK must be created with CKA_SENSITIVE false and CKA_EXTRACTABLE true")
 		}
-		return nil, fmt.Errorf("C_GetAttributeValue(CKA_VALUE): %s", rv(err))
+		return nil, callErr("C_GetAttributeValue(CKA_VALUE)", err)
 	}
 	if len(v) == 0 || len(v) > keystore.MaxSecretLen {
 		clear(v)

@@ -561,3 +561,34 @@ func TestConcurrent(t *testing.T) {
 }
 
 func asn1OID(o asn1.ObjectIdentifier) ([]byte, error) { return asn1.Marshal(o) }
+
+// TestSessionsLost: when every session is gone (the token was pulled and
+// put back, the HSM connection reset: here C_CloseAllSessions, which also
+// logs out), the next calls open fresh sessions and log in again.
+func TestSessionsLost(t *testing.T) {
+	needHSM(t)
+	s := configured(t, nil)
+	ctx := context.Background()
+	d := sha256.Sum256([]byte("before and after"))
+	opts := keystore.SignOptions{Hash: crypto.SHA256}
+	if _, err := s.Sign(ctx, signerRefs[0], d[:], opts); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := loadModule(softhsmModule)
+	slot, err := slotOf(c, "veil")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, call := range []func() error{
+		func() error { return s.Health(ctx) },
+		func() error { _, err := s.Sign(ctx, signerRefs[0], d[:], opts); return err },
+		func() error { _, err := s.Secret(ctx, "pkcs11:object=ppk"); return err },
+	} {
+		if err := c.CloseAllSessions(slot); err != nil {
+			t.Fatal(err)
+		}
+		if err := call(); err != nil {
+			t.Errorf("after C_CloseAllSessions: %v", err)
+		}
+	}
+}

@@ -147,9 +147,30 @@ func (t *token) put(s p11.SessionHandle, err error) {
 	if t.closed || (err != nil && sessionLost(err)) {
 		t.ctx.CloseSession(s)
 		<-t.open
+		if !t.closed {
+			// Whatever lost this session (the token pulled, the HSM
+			// reconnected, a logout) most likely lost the idle ones too.
+			t.drain()
+		}
 		return
 	}
 	t.idle <- s // never blocks: it has room for every open session
+}
+
+// do runs fn with a session, once more with a fresh session if the first
+// one turned out to be lost.
+func (t *token) do(ctx context.Context, fn func(p11.SessionHandle) error) error {
+	for try := 0; ; try++ {
+		s, err := t.get(ctx)
+		if err != nil {
+			return err
+		}
+		err = fn(s)
+		t.put(s, err)
+		if err == nil || try > 0 || !sessionLost(err) {
+			return err
+		}
+	}
 }
 
 func (t *token) openSession() (p11.SessionHandle, error) {
@@ -210,23 +231,24 @@ func (t *token) health(ctx context.Context) error {
 		// A restart would try the wrong PIN again: report it on use only.
 		return nil
 	}
-	s, err := t.get(ctx)
-	if err != nil {
-		return err
-	}
-	_, err = t.ctx.GetSessionInfo(s)
-	t.put(s, err)
-	if err != nil {
-		return fmt.Errorf("token %q: C_GetSessionInfo: %s", t.label, rv(err))
-	}
-	return nil
+	return t.do(ctx, func(s p11.SessionHandle) error {
+		if _, err := t.ctx.GetSessionInfo(s); err != nil {
+			return &callError{fmt.Sprintf("token %q: C_GetSessionInfo", t.label), err}
+		}
+		return nil
+	})
 }
 
-// close closes the idle sessions; busy ones are closed when returned.
+// close closes the pool: idle sessions now, busy ones when returned.
 func (t *token) close() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.closed = true
+	t.drain()
+}
+
+// drain closes the idle sessions; the caller holds t.mu.
+func (t *token) drain() {
 	for {
 		select {
 		case s := <-t.idle:
