@@ -60,7 +60,8 @@ func (ca *testCA) issueForKey(t *testing.T, dir, name, dnsName string, pub crypt
 
 // Both daemons' certificate keys are transit keys in a real Vault server
 // (the bundled vault keystore signs their AUTH payloads there): the SA
-// comes up and carries traffic, for ECDSA, RSA (PSS) and Ed25519 keys.
+// comes up and carries traffic, for ECDSA, RSA (PSS) and Ed25519 keys; a
+// PPK can come from Vault's KV engine.
 // Vault listens on a unix socket, which the daemons in their network
 // namespaces reach as a local Vault Agent would be reached.
 func TestVaultKeystore(t *testing.T) {
@@ -103,6 +104,32 @@ func TestVaultKeystore(t *testing.T) {
 			}
 		})
 	}
+
+	// The post-quantum preshared key (RFC 8784) of both daemons is a field
+	// of a KV version 2 secret in Vault.
+	t.Run("ppk from kv", func(t *testing.T) {
+		srv.Mount(t, "secret", "kv", map[string]string{"version": "2"})
+		srv.Write(t, "secret/data/veil/ppk", map[string]any{"data": map[string]any{"value": "a post-quantum preshared key of 32+ bytes"}})
+		p := newDirectPair(t)
+		for _, c := range []*peerConfig{&p.ca, &p.cb} {
+			c.Extra = `ppk_id = "pq-vault"
+  ppk = "vault:secret/veil/ppk#value"
+  ppk_required = true`
+			c.ExtraConns = fmt.Sprintf(`plugin "keystore" "vault" {
+  config {
+    address    = %q
+    token_file = %q
+  }
+}`, srv.Addr, tokenFile)
+		}
+		p.start(t)
+		p.da.waitEstablished()
+		p.db.waitEstablished()
+		if !ppkInUse(t, p.da) || !ppkInUse(t, p.db) {
+			t.Fatal("veilctl sas does not report the PPK in use")
+		}
+		ping(t, p.a, p.bAddr)
+	})
 
 	t.Run("missing key", func(t *testing.T) {
 		p := newDirectPair(t)
