@@ -334,6 +334,10 @@ func (s *Store) key(ctx context.Context, ref string) (*key, error) {
 	if err == nil {
 		err = k.check(ctx)
 	}
+	if errors.Is(err, keystore.ErrNotFound) && t.pinFile == "" {
+		// Private objects are invisible before login.
+		err = fmt.Errorf("%w (the plugin does not log in: set pin_file)", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reference %q: %w", redact(ref), err)
 	}

@@ -481,6 +481,14 @@ func TestErrors(t *testing.T) {
 	if err := ws.Health(ctx); err != nil {
 		t.Errorf("Health with a refused PIN (a restart would try it again): %v", err)
 	}
+	// Without pin_file the plugin does not log in and private keys are
+	// invisible: the error says what is missing.
+	// (Token "other", where no session of this process is logged in:
+	// login is per process and token.)
+	noPIN := configured(t, map[string]any{"pin_file": nil})
+	if _, err := noPIN.Public(ctx, "pkcs11:token=other;object=k"); !errors.Is(err, keystore.ErrNotFound) || !strings.Contains(err.Error(), "set pin_file") {
+		t.Errorf("no pin_file: %v", err)
+	}
 	// The right PIN gets to the token; it has no key k.
 	right := configured(t, map[string]any{"token": nil, "pin_file": filepath.Join(hsmDir, "other.pin")})
 	if _, err := right.Public(ctx, "pkcs11:token=other;object=k"); !errors.Is(err, keystore.ErrNotFound) {
