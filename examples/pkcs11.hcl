@@ -1,9 +1,12 @@
 # Keys on a PKCS#11 token (an HSM, or SoftHSM2 in a lab). The key reference
-# is an RFC 7512 URI; the PIN comes from a file, never from this config.
+# is an RFC 7512 URI; the PIN comes from a file (mode 0600), never from this
+# config. The private key never leaves the token. See
+# plugins/keystore/pkcs11/README.md.
 plugin "keystore" "pkcs11" {
   config {
     module   = "/usr/lib/softhsm/libsofthsm2.so"
-    pin      = "file:/etc/veil/token.pin"
+    pin_file = "/etc/veil/token.pin"
+    token    = "veil"
   }
 }
 
