@@ -561,8 +561,9 @@ func (c *conn) close() {
 	c.loginMu.Unlock()
 }
 
-// call sends one request. When Vault answers 403 (expired or revoked
-// token) it logs in again, once, and retries.
+// call sends one request. When Vault answers 403 and the token is no
+// longer valid (expired or revoked, not merely outside its policy), it
+// logs in again, once, and retries.
 func (c *conn) call(ctx context.Context, method, path string, body map[string]any) (*api.Secret, error) {
 	c.loginMu.Lock()
 	epoch := c.epoch
@@ -570,6 +571,11 @@ func (c *conn) call(ctx context.Context, method, path string, body map[string]an
 	sec, err := c.do(ctx, c.client, method, path, body)
 	var ve *vaultError
 	if errors.As(err, &ve) && ve.status == http.StatusForbidden {
+		if path != "auth/token/lookup-self" {
+			if _, lerr := c.do(ctx, c.client, http.MethodGet, "auth/token/lookup-self", nil); lerr == nil {
+				return nil, err // the policy does not allow it
+			}
+		}
 		if lerr := c.relogin(ctx, epoch); lerr != nil {
 			return nil, fmt.Errorf("%w; logging in again: %v", err, lerr)
 		}

@@ -260,6 +260,9 @@ path "secret/data/veil/ppk" { capabilities = ["read"] }
 	if err == nil || !strings.Contains(err.Error(), "vault:transit/rsa") || !strings.Contains(err.Error(), "permission denied") {
 		t.Fatalf("Sign outside the policy: err = %v, want the reference and permission denied", err)
 	}
+	if s.conn.epoch != 1 {
+		t.Errorf("a call outside the policy logged in again (%d logins): the token was still good", s.conn.epoch)
+	}
 	if err := s.Health(ctx); err != nil {
 		t.Fatalf("Health: %v", err)
 	}
@@ -271,6 +274,9 @@ path "secret/data/veil/ppk" { capabilities = ["read"] }
 	s.mu.Unlock()
 	if err := sign("vault:transit/ec"); err != nil {
 		t.Fatalf("Sign after the token was revoked: %v", err)
+	}
+	if s.conn.epoch != 2 {
+		t.Errorf("%d logins after the token was revoked, want 2", s.conn.epoch)
 	}
 
 	// A wrong secret_id: Configure fails, naming AppRole, not the secret.
