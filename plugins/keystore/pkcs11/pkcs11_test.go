@@ -600,3 +600,36 @@ func TestSessionsLost(t *testing.T) {
 		}
 	}
 }
+
+// TestHealthWhileBusy: with every session busy the health check does not
+// queue behind them (under load that would fail it and restart a working
+// plugin). Its context is already cancelled: a check that waited for a
+// session would return that error.
+func TestHealthWhileBusy(t *testing.T) {
+	needHSM(t)
+	s := configured(t, map[string]any{"max_sessions": 1})
+	ctx := context.Background()
+	if _, err := s.Public(ctx, signerRefs[0]); err != nil {
+		t.Fatal(err)
+	}
+	var tok *token
+	for _, tk := range s.st.tokens {
+		tok = tk
+	}
+	sess, err := tok.get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := s.Health(cancelled); err != nil {
+		t.Errorf("Health with the only session busy: %v", err)
+	}
+	if _, err := s.Sign(cancelled, signerRefs[0], make([]byte, 32), keystore.SignOptions{Hash: crypto.SHA256}); err == nil {
+		t.Error("Sign with the only session busy and a cancelled context succeeded")
+	}
+	tok.put(sess, nil)
+	if err := s.Health(ctx); err != nil {
+		t.Errorf("Health: %v", err)
+	}
+}

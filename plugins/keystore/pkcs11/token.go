@@ -231,12 +231,46 @@ func (t *token) health(ctx context.Context) error {
 		// A restart would try the wrong PIN again: report it on use only.
 		return nil
 	}
-	return t.do(ctx, func(s p11.SessionHandle) error {
-		if _, err := t.ctx.GetSessionInfo(s); err != nil {
-			return &callError{fmt.Sprintf("token %q: C_GetSessionInfo", t.label), err}
+	for try := 0; ; try++ {
+		s, ok, err := t.tryGet()
+		if !ok {
+			// Every session is busy signing: a sign of life. Queueing
+			// behind them would fail the check under load and get a
+			// working plugin restarted.
+			return nil
 		}
-		return nil
-	})
+		if err != nil {
+			return err
+		}
+		_, err = t.ctx.GetSessionInfo(s)
+		t.put(s, err)
+		if err == nil {
+			return nil
+		}
+		if try > 0 || !sessionLost(err) {
+			return callErr(fmt.Sprintf("token %q: C_GetSessionInfo", t.label), err)
+		}
+	}
+}
+
+// tryGet is get without waiting: ok is false while every session is busy.
+func (t *token) tryGet() (s p11.SessionHandle, ok bool, err error) {
+	select {
+	case s := <-t.idle:
+		return s, true, nil
+	default:
+	}
+	select {
+	case t.open <- struct{}{}:
+		s, err := t.openSession()
+		if err != nil {
+			<-t.open
+			return 0, true, err
+		}
+		return s, true, nil
+	default:
+		return 0, false, nil
+	}
 }
 
 // close closes the pool: idle sessions now, busy ones when returned.
