@@ -81,35 +81,39 @@ plugin "keystore" "pkcs11" {
 }
 
 // Both daemons sign IKE_AUTH with keys on SoftHSM2 tokens through the
-// bundled pkcs11 keystore (a: ECDSA P-256, b: RSA-PSS) and mix in a PPK
-// kept on the token (RFC 8784), and the SA carries traffic; the PIN and
-// key material stay out of the logs.
+// bundled pkcs11 keystore (ECDSA P-256 and RSA-PSS; Ed25519 and ECDSA
+// P-384) and mix in a PPK kept on the token (RFC 8784), and the SA carries
+// traffic; the PIN and key material stay out of the logs.
 func TestPKCS11Keystore(t *testing.T) {
-	p := newDirectPair(t)
-	dir := t.TempDir()
-	ca := newTestCA(t, dir)
-	ac, ak := ca.issue(t, dir, "a", "a.test", "ecdsa-p256")
-	bc, bk := ca.issue(t, dir, "b", "b.test", "rsa")
-	const ppk = "a post-quantum preshared key on the token, 32+ bytes"
-	aEnv, aPIN := softHSMToken(t, filepath.Join(dir, "hsm-a"), ak, ppk)
-	bEnv, bPIN := softHSMToken(t, filepath.Join(dir, "hsm-b"), bk, ppk)
-	p.db = startDaemonEnv(t, p.b, p.cb.Socket,
-		pkcs11CertConfig(p.cb.Socket, p.bAddr, p.aAddr, "b.test", "a.test", bc, bPIN, ca.path, "none"), bEnv)
-	p.da = startDaemonEnv(t, p.a, p.ca.Socket,
-		pkcs11CertConfig(p.ca.Socket, p.aAddr, p.bAddr, "a.test", "b.test", ac, aPIN, ca.path, "start"), aEnv)
-	p.da.waitEstablished()
-	p.db.waitEstablished()
-	pingThrough(t, p)
-	if !ppkInUse(t, p.da) || !ppkInUse(t, p.db) {
-		t.Error("veilctl sas does not report the PPK from the token in use")
+	for _, kinds := range [][2]string{{"ecdsa-p256", "rsa"}, {"ed25519", "ecdsa-p384"}} {
+		t.Run(kinds[0]+"+"+kinds[1], func(t *testing.T) {
+			p := newDirectPair(t)
+			dir := t.TempDir()
+			ca := newTestCA(t, dir)
+			ac, ak := ca.issue(t, dir, "a", "a.test", kinds[0])
+			bc, bk := ca.issue(t, dir, "b", "b.test", kinds[1])
+			const ppk = "a post-quantum preshared key on the token, 32+ bytes"
+			aEnv, aPIN := softHSMToken(t, filepath.Join(dir, "hsm-a"), ak, ppk)
+			bEnv, bPIN := softHSMToken(t, filepath.Join(dir, "hsm-b"), bk, ppk)
+			p.db = startDaemonEnv(t, p.b, p.cb.Socket,
+				pkcs11CertConfig(p.cb.Socket, p.bAddr, p.aAddr, "b.test", "a.test", bc, bPIN, ca.path, "none"), bEnv)
+			p.da = startDaemonEnv(t, p.a, p.ca.Socket,
+				pkcs11CertConfig(p.ca.Socket, p.aAddr, p.bAddr, "a.test", "b.test", ac, aPIN, ca.path, "start"), aEnv)
+			p.da.waitEstablished()
+			p.db.waitEstablished()
+			pingThrough(t, p)
+			if !ppkInUse(t, p.da) || !ppkInUse(t, p.db) {
+				t.Error("veilctl sas does not report the PPK from the token in use")
+			}
+			for _, d := range []*daemon{p.da, p.db} {
+				if row := pluginRow(t, d, "keystore", "pkcs11"); len(row) < 3 || row[2] != "running" {
+					t.Errorf("veilctl plugins: keystore pkcs11 is %q, want running", row)
+				}
+				if strings.Contains(d.log.String(), hsmPIN) {
+					t.Errorf("veild in %s logged the PIN", d.ns.Name)
+				}
+			}
+			noKeyInLogs(t, p.da, p.db)
+		})
 	}
-	for _, d := range []*daemon{p.da, p.db} {
-		if row := pluginRow(t, d, "keystore", "pkcs11"); len(row) < 3 || row[2] != "running" {
-			t.Errorf("veilctl plugins: keystore pkcs11 is %q, want running", row)
-		}
-		if strings.Contains(d.log.String(), hsmPIN) {
-			t.Errorf("veild in %s logged the PIN", d.ns.Name)
-		}
-	}
-	noKeyInLogs(t, p.da, p.db)
 }
