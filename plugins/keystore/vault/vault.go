@@ -682,7 +682,13 @@ func (c *conn) loginLocked(ctx context.Context) error {
 			clear(sid)
 			return err
 		}
+		// A clone copies neither headers (the namespace is one) and takes
+		// VAULT_TOKEN and VAULT_NAMESPACE from the environment, as NewClient.
 		anon.ClearToken()
+		anon.ClearNamespace()
+		if c.cfg.Namespace != nil {
+			anon.SetNamespace(*c.cfg.Namespace)
+		}
 		sec, err := c.do(ctx, anon, http.MethodPut, "auth/"+mount+"/login", map[string]any{
 			"role_id": ar.RoleID, "secret_id": string(sid),
 		})

@@ -392,6 +392,13 @@ func TestErrors(t *testing.T) {
 			t.Errorf("Configure(%v): the error shows the token: %v", c.cfg, err)
 		}
 	}
+	// VAULT_* variables in veild's environment do not count: only the
+	// config block says how to log in.
+	t.Setenv("VAULT_TOKEN", srv.Token)
+	t.Setenv("VAULT_ADDR", srv.Addr)
+	if err := New().Configure(ctx, configJSON(t, map[string]any{"address": srv.Addr, "token_file": wrong})); err == nil {
+		t.Error("Configure with a wrong token file succeeded: VAULT_TOKEN from the environment was used")
+	}
 	if err := New().Health(ctx); err == nil || !strings.Contains(err.Error(), "not configured") {
 		t.Errorf("Health before Configure: %v", err)
 	}
