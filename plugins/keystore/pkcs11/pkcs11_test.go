@@ -633,3 +633,35 @@ func TestHealthWhileBusy(t *testing.T) {
 		t.Errorf("Health: %v", err)
 	}
 }
+
+// BenchmarkSign is one signature on SoftHSM2 through the store (no RPC),
+// from as many goroutines as the pool has sessions.
+func BenchmarkSign(b *testing.B) {
+	if hsmDir == "" {
+		b.Skipf("SoftHSM2: %v", hsmErr)
+	}
+	s := New()
+	cfg, _ := json.Marshal(map[string]any{"module": softhsmModule, "pin_file": filepath.Join(hsmDir, "pin"), "token": "veil"})
+	if err := s.Configure(context.Background(), cfg); err != nil {
+		b.Fatal(err)
+	}
+	d := sha256.Sum256([]byte("bench"))
+	for _, c := range []struct {
+		name, ref string
+		opts      keystore.SignOptions
+	}{
+		{"P-256", signerRefs[0], keystore.SignOptions{Hash: crypto.SHA256}},
+		{"RSA-2048-PSS", signerRefs[2], keystore.SignOptions{Hash: crypto.SHA256, PSS: true, SaltLength: rsa.PSSSaltLengthEqualsHash}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := s.Sign(context.Background(), c.ref, d[:], c.opts); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}

@@ -206,6 +206,8 @@ func (t *token) login(s p11.SessionHandle) error {
 	if err != nil {
 		return fmt.Errorf("token %q: pin_file: %w", t.label, err)
 	}
+	// miekg/pkcs11 takes the PIN as a string, a copy that cannot be
+	// zeroed; the file's bytes are.
 	err = t.ctx.Login(s, p11.CKU_USER, string(pin))
 	clear(pin)
 	if err == nil || is(err, p11.CKR_USER_ALREADY_LOGGED_IN) {
