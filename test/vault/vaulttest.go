@@ -81,9 +81,32 @@ func Start(t testing.TB) *Server {
 	return StartOn(t, "127.0.0.1:0")
 }
 
+// StartTLS is Start serving HTTPS with the certificate and key files given;
+// the root client trusts the CA certificates in caFile.
+func StartTLS(t testing.TB, certFile, keyFile, caFile string) *Server {
+	t.Helper()
+	s := start(t, "-listen", "127.0.0.1:0", "-tls-cert", certFile, "-tls-key", keyFile)
+	cfg := s.API.CloneConfig()
+	if err := cfg.ConfigureTLS(&api.TLSConfig{CACert: caFile}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetToken(s.Token)
+	s.API = c
+	return s
+}
+
 // StartOn is Start listening on listen: "127.0.0.1:0", or "unix:/path" for a
 // unix socket (reachable from any network namespace, as veild in one is).
 func StartOn(t testing.TB, listen string) *Server {
+	t.Helper()
+	return start(t, "-listen", listen)
+}
+
+func start(t testing.TB, args ...string) *Server {
 	t.Helper()
 	bin, err := Binary()
 	if err != nil {
@@ -92,7 +115,7 @@ func StartOn(t testing.TB, listen string) *Server {
 	tok := make([]byte, 16)
 	rand.Read(tok)
 	token := "root-" + hex.EncodeToString(tok)
-	cmd := exec.Command(bin, "-token", token, "-listen", listen)
+	cmd := exec.Command(bin, append([]string{"-token", token}, args...)...)
 	stdin, err := cmd.StdinPipe() // the server stops when this closes
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
@@ -35,14 +36,16 @@ func main() {
 	token := flag.String("token", "root", "root token id to create")
 	logLevel := flag.String("log-level", "warn", "server log level")
 	listen := flag.String("listen", "127.0.0.1:0", "TCP address, or unix:/path for a unix socket")
+	tlsCert := flag.String("tls-cert", "", "PEM certificate (chain) to serve HTTPS with")
+	tlsKey := flag.String("tls-key", "", "PEM private key of -tls-cert")
 	flag.Parse()
-	if err := run(*token, *logLevel, *listen); err != nil {
+	if err := run(*token, *logLevel, *listen, *tlsCert, *tlsKey); err != nil {
 		fmt.Fprintln(os.Stderr, "devserver:", err)
 		os.Exit(1)
 	}
 }
 
-func run(token, logLevel, listen string) error {
+func run(token, logLevel, listen, tlsCert, tlsKey string) error {
 	logger := hclog.New(&hclog.LoggerOptions{Name: "vault", Level: hclog.LevelFromString(logLevel), Output: os.Stderr})
 	backend, err := inmem.NewInmem(nil, logger)
 	if err != nil {
@@ -97,6 +100,14 @@ func run(token, logLevel, listen string) error {
 	ln, err := net.Listen(network, addr)
 	if err != nil {
 		return err
+	}
+	if tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(tlsCert, tlsKey)
+		if err != nil {
+			return err
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}})
+		url = "https://"
 	}
 	srv := &http.Server{Handler: vaulthttp.Handler.Handler(&vault.HandlerProperties{Core: core, ListenerConfig: &configutil.Listener{}})}
 	go srv.Serve(ln)
