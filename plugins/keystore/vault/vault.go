@@ -493,8 +493,11 @@ type conn struct {
 }
 
 func newConn(cfg Config, log *slog.Logger) (*conn, error) {
+	if cfg.Address == "" {
+		return nil, errors.New(`address is required: plugin "keystore" "vault" { config { address = "https://..." } }`)
+	}
 	u, err := url.Parse(cfg.Address)
-	if err != nil || cfg.Address == "" {
+	if err != nil {
 		return nil, fmt.Errorf("address %q is not a URL like https://vault.example:8200", cfg.Address)
 	}
 	switch u.Scheme {

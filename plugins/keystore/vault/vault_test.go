@@ -378,6 +378,8 @@ func TestErrors(t *testing.T) {
 		{map[string]any{"address": srv.Addr, "token_file": loose}, "chmod 600"},
 		{map[string]any{"address": srv.Addr, "token_file": "relative/token"}, "absolute"},
 		{map[string]any{"address": srv.Addr}, "no login method"},
+		{map[string]any{"token_file": tokenFile}, "address is required"},
+		{map[string]any{"address": "::", "token_file": tokenFile}, "not a URL"},
 		{map[string]any{"address": srv.Addr, "token_file": tokenFile, "approle": map[string]any{"role_id": "r", "secret_id_file": tokenFile}}, "not both"},
 		{map[string]any{"address": "http://192.0.2.1:8200", "token_file": tokenFile}, "loopback"},
 		{map[string]any{"address": "ftp://x", "token_file": tokenFile}, "scheme"},
