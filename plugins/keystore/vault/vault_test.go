@@ -422,3 +422,31 @@ func TestUnixSocket(t *testing.T) {
 		t.Fatalf("Sign over %s: %v", srv.Addr, err)
 	}
 }
+
+// TestAppRoleTokenRenewed: the AppRole login's token (renewable, short TTL)
+// is renewed rather than replaced by a new login.
+func TestAppRoleTokenRenewed(t *testing.T) {
+	t.Parallel()
+	srv, _ := server(t)
+	if err := srv.API.Sys().EnableAuthWithOptions("approle", &api.EnableAuthOptions{Type: "approle"}); err != nil {
+		t.Fatal(err)
+	}
+	srv.Write(t, "auth/approle/role/veil", map[string]any{"token_policies": "default", "token_ttl": "3s", "token_max_ttl": "10m"})
+	roleID, err := srv.API.Logical().Read("auth/approle/role/veil/role-id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secretID := srv.Write(t, "auth/approle/role/veil/secret-id", nil).Data["secret_id"].(string)
+	s := configured(t, map[string]any{
+		"address": srv.Addr,
+		"approle": map[string]any{"role_id": roleID.Data["role_id"], "secret_id_file": writeFile(t, "secret-id", secretID)},
+	})
+	token := s.conn.client.Token()
+	time.Sleep(6 * time.Second)
+	if err := s.Health(context.Background()); err != nil {
+		t.Fatalf("Health after twice the token's TTL: %v", err)
+	}
+	if s.conn.epoch != 1 || s.conn.client.Token() != token {
+		t.Fatalf("logged in %d times; want the first token renewed", s.conn.epoch)
+	}
+}
