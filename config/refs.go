@@ -19,8 +19,9 @@ const builtinKeystore = "file"
 // WriteDiagnostics shows its location but not the line.
 type sensitive struct{}
 
-// checkRef validates a key reference. what is "key" or "psk"; keystores
-// are the configured keystore plugin names.
+// checkRef validates a key reference. what is "key", "psk" or "ppk";
+// keystores are the configured keystore plugin names. A psk may be in any
+// configured keystore: veild resolves it for the auth plugin.
 func checkRef(a *attrs, what string, it listItem, keystores map[string]bool) {
 	if what == "psk" || what == "ppk" {
 		// Whatever is wrong with it, the value may be the secret itself.
@@ -50,13 +51,6 @@ func checkRef(a *attrs, what string, it listItem, keystores map[string]bool) {
 		default:
 			a.errorf(it.rng, "Invalid key reference", "%s must be a key reference: file:/path, vault:<mount>/<key>, pkcs11:<RFC 7512 URI>, or <keystore plugin>:...", what)
 		}
-		return
-	}
-	if what == "psk" && scheme != builtinKeystore {
-		// The bundled psk auth plugin reads its secrets itself; keystore
-		// plugins' secrets are not passed to it.
-		a.errorf(it.rng, "Unsupported psk reference", "psk must be a file: reference (like \"file:/etc/veil/NAME.psk\"): "+
-			"the psk auth plugin reads secrets from files only, not from the %q keystore.", scheme)
 		return
 	}
 	switch scheme {

@@ -217,7 +217,16 @@ func (d *Daemon) reload() (string, error) {
 	}
 	// A plugin may still refuse its new configuration (a missing key file):
 	// then nothing after it is applied and the message says which.
-	if err := d.host.Configure(context.Background(), "auth", "psk", pskValue(cfg)); err != nil {
+	// Keystore secrets are fetched again: a secret changed in Vault is
+	// picked up by a reload, and one the keystore cannot give refuses it.
+	pv, done, err := pskConfig(context.Background(), cfg, d.plugins.keystore)
+	if err != nil {
+		err = fmt.Errorf("auth plugin \"psk\": %w", err)
+		return err.Error(), err
+	}
+	err = d.host.Configure(context.Background(), "auth", "psk", pv)
+	done()
+	if err != nil {
 		return err.Error(), err
 	}
 	if d.plugins.pubkey != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -19,7 +20,7 @@ import (
 // PSK authenticator).
 type pluginSet struct {
 	dataplane *pluginhost.Dataplane
-	keystore  provider.KeyStore
+	keystore  refKeyStore
 	auth      map[string]provider.Authenticator
 	pubkey    *pubkeyAuth // nil unless a connection uses certificates
 }
@@ -47,6 +48,8 @@ func startPlugins(ctx context.Context, host *pluginhost.Host, cfg *config.Config
 			want = append(want, p)
 		}
 	}
+	// Keystores first: the auth plugins' secrets may come from them.
+	sort.SliceStable(want, func(i, j int) bool { return want[i].Kind == "keystore" && want[j].Kind != "keystore" })
 	for _, p := range want {
 		if err := host.Start(ctx, p.Kind, p.Name, p.Path); err != nil {
 			return nil, nil, fmt.Errorf("plugin %s %q: %w", p.Kind, p.Name, err)
@@ -62,17 +65,24 @@ func startPlugins(ctx context.Context, host *pluginhost.Host, cfg *config.Config
 	ks := refKeyStore{}
 	for _, p := range want {
 		v := values[p.Kind+"/"+p.Name].Value
+		done := func() {}
+		var err error
 		switch {
 		case p.Kind == "auth" && p.Name == "psk":
-			v = pskValue(cfg)
+			v, done, err = pskConfig(ctx, cfg, ks)
 		case p.Kind == "auth" && p.Name == "x509":
 			v = x509Value(cfg)
 		case p.Kind == "auth" && p.Name == "eap":
-			v = eapValue(cfg)
+			v, done, err = eapConfig(ctx, cfg, ks)
 		case p.Kind == "dataplane" && p.Name == "userspace":
 			v = userspaceValue(cfg, v)
 		}
-		if err := host.Configure(ctx, p.Kind, p.Name, v); err != nil {
+		if err != nil {
+			return nil, nil, fmt.Errorf("configuring plugin %s %q: %w", p.Kind, p.Name, err)
+		}
+		err = host.Configure(ctx, p.Kind, p.Name, v)
+		done()
+		if err != nil {
 			return nil, nil, fmt.Errorf("configuring plugin %s %q: %w", p.Kind, p.Name, err)
 		}
 		switch p.Kind {

@@ -8,6 +8,7 @@
 package eap
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -35,6 +36,10 @@ type Config struct {
 	AllowMD5      bool              `json:"allow_md5"`
 
 	Connections map[string]ConnConfig `json:"connections"`
+	// Resolved maps the references veild resolved through keystore
+	// plugins (vault:, pkcs11:, ...) to their secrets (base64 in JSON).
+	// It is not in the schema: only veild fills it in.
+	Resolved map[string][]byte `json:"resolved,omitempty"`
 }
 
 // ConnConfig is one connection's side of the conversation. As a client:
@@ -98,6 +103,11 @@ func (p *Plugin) Configure(_ context.Context, configJSON []byte) error {
 	if err := json.Unmarshal(configJSON, &cfg); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
+	defer func() {
+		for _, b := range cfg.Resolved {
+			clear(b)
+		}
+	}()
 	users := map[string][]byte{}
 	conns := map[string]*conn{}
 	var rc *radiusConfig
@@ -114,7 +124,7 @@ func (p *Plugin) Configure(_ context.Context, configJSON []byte) error {
 		return err
 	}
 	for id, ref := range cfg.Users {
-		pw, err := readSecret(ref)
+		pw, err := readSecret(ref, cfg.Resolved)
 		if err != nil {
 			return fail(fmt.Errorf("password of EAP user %q: %w", id, err))
 		}
@@ -125,7 +135,7 @@ func (p *Plugin) Configure(_ context.Context, configJSON []byte) error {
 		if cfg.RADIUSSecret == "" {
 			return fail(errors.New("radius_server is set but radius_secret is not"))
 		}
-		secret, err := readSecret(cfg.RADIUSSecret)
+		secret, err := readSecret(cfg.RADIUSSecret, cfg.Resolved)
 		if err != nil {
 			return fail(fmt.Errorf("radius_secret: %w", err))
 		}
@@ -141,7 +151,7 @@ func (p *Plugin) Configure(_ context.Context, configJSON []byte) error {
 		return fail(errors.New("radius_secret and radius_timeout need radius_server"))
 	}
 	for name, cc := range cfg.Connections {
-		c, err := loadConn(cc)
+		c, err := loadConn(cc, cfg.Resolved)
 		if err != nil {
 			return fail(fmt.Errorf("connection %q: %w", name, err))
 		}
@@ -165,22 +175,33 @@ func (p *Plugin) Configure(_ context.Context, configJSON []byte) error {
 	return nil
 }
 
-// readSecret resolves a password reference. Only file: references are
-// read here: a password must reach the plugin as bytes.
-func readSecret(ref string) ([]byte, error) {
+// readSecret returns a copy of the password or secret ref names: what
+// veild resolved through a keystore plugin, else the file a file:
+// reference names.
+func readSecret(ref string, resolved map[string][]byte) ([]byte, error) {
+	if b, ok := resolved[ref]; ok {
+		if len(b) == 0 {
+			return nil, fmt.Errorf("reference %q: the keystore returned an empty secret", ref)
+		}
+		return bytes.Clone(b), nil
+	}
+	if scheme, _, ok := strings.Cut(ref, ":"); !ok || scheme == "" || strings.ContainsAny(scheme, " /\t") {
+		// Perhaps the secret itself: not shown.
+		return nil, errors.New("not a key reference (like \"file:/etc/veil/NAME\"); the value is not shown, it may be a secret")
+	}
 	if !strings.HasPrefix(ref, file.Prefix) {
-		return nil, fmt.Errorf("reference %q: only file: references can hold an EAP password or RADIUS secret", ref)
+		return nil, fmt.Errorf("reference %q: not a file: reference and not resolved by veild through a keystore plugin", ref)
 	}
 	return file.ReadSecret(ref)
 }
 
-func loadConn(cc ConnConfig) (*conn, error) {
+func loadConn(cc ConnConfig, resolved map[string][]byte) (*conn, error) {
 	if !methods[cc.Method] {
 		return nil, fmt.Errorf("method %q is not an EAP method (eap, eap-mschapv2, eap-tls, eap-md5)", cc.Method)
 	}
 	c := &conn{method: cc.Method, eapID: cc.EAPID}
 	if cc.Secret != "" {
-		pw, err := readSecret(cc.Secret)
+		pw, err := readSecret(cc.Secret, resolved)
 		if err != nil {
 			return nil, fmt.Errorf("EAP password: %w", err)
 		}
@@ -245,7 +266,7 @@ func loadKeyPair(certPath, keyRef string) (*tls.Certificate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("EAP-TLS certificate: %w", err)
 	}
-	keyPEM, err := readSecret(keyRef)
+	keyPEM, err := readSecret(keyRef, nil) // a TLS key comes from a file
 	if err != nil {
 		return nil, fmt.Errorf("EAP-TLS key: %w", err)
 	}

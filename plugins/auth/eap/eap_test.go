@@ -382,7 +382,7 @@ func TestConfigureErrors(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		"vault reference":       {Config{Users: map[string]string{"a": "vault:secret/a"}}, `"vault:secret/a"`},
+		"unresolved vault":      {Config{Users: map[string]string{"a": "vault:secret/a"}}, `"vault:secret/a": not a file: reference and not resolved`},
 		"missing file":          {Config{Users: map[string]string{"a": "file:/nonexistent/veil-eap"}}, "/nonexistent/veil-eap"},
 		"secret without server": {Config{RADIUSSecret: "file:/x"}, "need radius_server"},
 		"server without secret": {Config{RADIUSServer: "127.0.0.1:1812"}, "radius_secret"},
@@ -615,4 +615,34 @@ func must(b []byte, err error) []byte {
 		panic(err)
 	}
 	return b
+}
+
+// TestResolvedPasswords: passwords veild resolved through a keystore
+// plugin (the users map on the server, the connection's password on the
+// client) run MSCHAPv2 like file passwords; a keystore reference veild
+// did not resolve is refused naming it.
+func TestResolvedPasswords(t *testing.T) {
+	const userRef, cliRef = "vault:secret/users#alice", "pkcs11:token=veil;object=alice"
+	srv := configure(t, Config{
+		Users:       map[string]string{"alice": userRef},
+		Connections: map[string]ConnConfig{"s": {Method: "eap-mschapv2", EAPID: "%any"}},
+		Resolved:    map[string][]byte{userRef: []byte("correct horse battery")},
+	})
+	cli := configure(t, Config{
+		Connections: map[string]ConnConfig{"c": {Method: "eap-mschapv2", EAPID: "alice", Secret: cliRef}},
+		Resolved:    map[string][]byte{cliRef: []byte("correct horse battery")},
+	})
+	wantSuccess(t, converse(t, start(t, srv, "s", "eap-mschapv2", true), start(t, cli, "c", "eap-mschapv2", false)), "alice", 64)
+
+	for _, cfg := range []Config{
+		{Users: map[string]string{"alice": userRef}},
+		{Connections: map[string]ConnConfig{"c": {Method: "eap-mschapv2", Secret: cliRef}}},
+		{Users: map[string]string{"alice": userRef}, Resolved: map[string][]byte{userRef: {}}},
+	} {
+		js, _ := json.Marshal(cfg)
+		err := New().Configure(context.Background(), js)
+		if err == nil || !(strings.Contains(err.Error(), userRef) || strings.Contains(err.Error(), cliRef)) {
+			t.Errorf("Configure(%s) = %v, want an error naming the reference", js, err)
+		}
+	}
 }

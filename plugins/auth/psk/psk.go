@@ -6,10 +6,13 @@
 //
 // with the negotiated PRF. Keys are named by keystore references in the
 // plugin's config, per peer identity; file: references are read by this
-// plugin itself (the secret never crosses another channel). See README.md.
+// plugin itself (the secret never crosses another channel), other schemes
+// are resolved by veild through the keystore plugin of that scheme and
+// handed over in Config.Resolved. See README.md.
 package psk
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -22,6 +25,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 
 	"github.com/veil-ipsec/veil/plugins/keystore/file"
@@ -54,6 +58,11 @@ type Config struct {
 	// Secrets maps a peer identity (as text: an address, FQDN, e-mail
 	// address or hex key ID) to a key reference; "*" matches any peer.
 	Secrets map[string]string `json:"secrets"`
+	// Resolved maps a reference veild resolved through a keystore plugin
+	// (vault:, pkcs11:, ...) to its secret (base64 in JSON). It is not
+	// in the schema, so an operator cannot write a secret here: only veild
+	// fills it in, from the keystore.
+	Resolved map[string][]byte `json:"resolved,omitempty"`
 }
 
 // Plugin is the PSK authenticator.
@@ -90,6 +99,11 @@ func (p *Plugin) Configure(_ context.Context, configJSON []byte) error {
 	if err := json.Unmarshal(configJSON, &cfg); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
+	defer func() {
+		for _, b := range cfg.Resolved {
+			clear(b)
+		}
+	}()
 	keys := make(map[string][]byte, len(cfg.Secrets))
 	fail := func(err error) error {
 		for _, k := range keys {
@@ -98,7 +112,7 @@ func (p *Plugin) Configure(_ context.Context, configJSON []byte) error {
 		return err
 	}
 	for id, ref := range cfg.Secrets {
-		secret, err := file.ReadSecret(ref)
+		secret, err := readSecret(ref, cfg.Resolved)
 		if err != nil {
 			return fail(fmt.Errorf("secret for %q: %w", id, err))
 		}
@@ -118,6 +132,25 @@ func (p *Plugin) Configure(_ context.Context, configJSON []byte) error {
 	p.keys = keys
 	p.mu.Unlock()
 	return nil
+}
+
+// readSecret returns a copy of the secret ref names: what veild resolved
+// through a keystore, else the file a file: reference names.
+func readSecret(ref string, resolved map[string][]byte) ([]byte, error) {
+	if b, ok := resolved[ref]; ok {
+		if len(b) == 0 {
+			return nil, fmt.Errorf("%s: the keystore returned an empty secret", ref)
+		}
+		return bytes.Clone(b), nil
+	}
+	if scheme, _, ok := strings.Cut(ref, ":"); !ok || scheme == "" || strings.ContainsAny(scheme, " /\t") {
+		// Perhaps the secret itself: not shown.
+		return nil, errors.New("not a key reference (like \"file:/etc/veil/NAME\"); the value is not shown, it may be a secret")
+	}
+	if !strings.HasPrefix(ref, file.Prefix) {
+		return nil, fmt.Errorf("%s: not a file: reference and not resolved by veild through a keystore plugin", ref)
+	}
+	return file.ReadSecret(ref)
 }
 
 func (p *Plugin) Health(context.Context) error { return nil }

@@ -150,3 +150,77 @@ func TestVerifyRejectsOtherMethod(t *testing.T) {
 		t.Error("Verify accepted a shared-key MIC labelled as method 1")
 	}
 }
+
+// TestResolvedSecrets: a reference veild resolved through a keystore is
+// used as the key, with the same length rules; an unresolved keystore
+// reference is refused naming it; errors never show the secret.
+func TestResolvedSecrets(t *testing.T) {
+	const ref = "vault:secret/ipsec#lab"
+	secret := strings.Repeat("v", 32)
+	cfg := func(resolved map[string][]byte) []byte {
+		b, err := json.Marshal(Config{Secrets: map[string]string{"b.lab.example": ref}, Resolved: resolved})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	p := New()
+	if err := p.Configure(context.Background(), cfg(map[string][]byte{ref: []byte(secret)})); err != nil {
+		t.Fatal(err)
+	}
+	got, err := p.Make(context.Background(), request)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := New()
+	if err := file.Configure(context.Background(), config(t, map[string]string{"b.lab.example": writeKey(t, secret, 0o600)})); err != nil {
+		t.Fatal(err)
+	}
+	want, err := file.Make(context.Background(), request)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hmac.Equal(got.Data, want.Data) {
+		t.Error("the resolved secret gives another AUTH than the same secret in a file")
+	}
+
+	for _, tc := range []struct {
+		name     string
+		resolved map[string][]byte
+		wantErr  string
+	}{
+		{"not resolved", nil, "not resolved by veild"},
+		{"short", map[string][]byte{ref: []byte("short-secret-123"[:15])}, "at least 16"},
+		{"empty", map[string][]byte{ref: {}}, "empty secret"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := New()
+			err := p.Configure(context.Background(), cfg(tc.resolved))
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), ref) {
+				t.Fatalf("err = %v, want it to mention %q and the reference", err, tc.wantErr)
+			}
+			if strings.Contains(err.Error(), "short-secret") {
+				t.Fatalf("error shows the secret: %v", err)
+			}
+		})
+	}
+
+	// A refused reconfiguration keeps the keys in use.
+	if err := p.Configure(context.Background(), cfg(nil)); err == nil {
+		t.Fatal("unresolved keystore reference accepted")
+	}
+	if again, err := p.Make(context.Background(), request); err != nil || !hmac.Equal(again.Data, want.Data) {
+		t.Errorf("after a refused reconfiguration: %v", err)
+	}
+}
+
+// A literal secret in a hand-written plugin block is refused without being
+// shown.
+func TestLiteralNotShown(t *testing.T) {
+	for _, lit := range []string{"hunter2hunter2hunter2hunter2", "a long pass phrase: with a colon"} {
+		err := New().Configure(context.Background(), config(t, map[string]string{"*": lit}))
+		if err == nil || strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "pass phrase") {
+			t.Errorf("Configure with a literal: %v", err)
+		}
+	}
+}
