@@ -17,6 +17,17 @@ import (
 // version 2 field pskRef in the Vault at addr, reached by the bundled vault
 // keystore with the token in tokenFile.
 func vaultPSKConfig(sock, local, remote, lid, rid, addr, tokenFile, pskRef, start string) string {
+	return keystorePSKConfig(sock, local, remote, lid, rid, fmt.Sprintf(`plugin "keystore" "vault" {
+  config {
+    address    = %q
+    token_file = %q
+  }
+}`, addr, tokenFile), pskRef, start)
+}
+
+// keystorePSKConfig is a PSK connection whose pre-shared key is pskRef in
+// the keystore plugin the block keystore configures.
+func keystorePSKConfig(sock, local, remote, lid, rid, keystore, pskRef, start string) string {
 	return fmt.Sprintf(`
 daemon {
   control_socket = %[1]q
@@ -24,31 +35,26 @@ daemon {
   log_level      = "debug"
 }
 plugin "dataplane" "userspace" {}
-plugin "keystore" "vault" {
-  config {
-    address    = %[6]q
-    token_file = %[7]q
-  }
-}
+%[6]s
 connection "lab" {
   local_addrs  = [%[2]q]
   remote_addrs = [%[3]q]
   local {
     auth = "psk"
     id   = %[4]q
-    psk  = %[8]q
+    psk  = %[7]q
   }
   remote {
     auth = "psk"
     id   = %[5]q
-    psk  = %[8]q
+    psk  = %[7]q
   }
   child "all" {
     mode         = "transport"
-    start_action = %[9]q
+    start_action = %[8]q
   }
 }
-`, sock, local, remote, lid, rid, addr, tokenFile, pskRef, start)
+`, sock, local, remote, lid, rid, keystore, pskRef, start)
 }
 
 // Both daemons' pre-shared key is a field of a KV version 2 secret in a
@@ -96,6 +102,32 @@ func TestVaultPSK(t *testing.T) {
 		p.da.waitEstablished()
 		p.db.waitEstablished()
 		pingThrough(t, p)
+	})
+
+	// A key changed in Vault is used from the next reload on: with only
+	// b reloaded the keys differ and a's new SA fails; with both reloaded
+	// it comes up.
+	t.Run("key changed in Vault", func(t *testing.T) {
+		const rotated = "the next pre-shared key, also 32+ bytes"
+		srv.Write(t, "secret/data/ipsec", map[string]any{"data": map[string]any{"lab": rotated}})
+		os.WriteFile(p.db.path, []byte(bCfg(ref)), 0o600)
+		p.db.ctl("reload")
+		p.da.ctl("terminate", "lab")
+		netns.WaitFor(t, "SAs deleted", 20*time.Second, func() bool {
+			return len(p.da.sas().IKESAs) == 0 && len(p.db.sas().IKESAs) == 0
+		})
+		p.da.ctlErr("initiate", "lab") // fails: a still has the old key
+		waitStatus(t, p.db, "b's auth failure", "auth", "pre-shared key")
+		p.da.ctl("reload")
+		p.da.ctl("initiate", "lab")
+		p.da.waitEstablished()
+		p.db.waitEstablished()
+		pingThrough(t, p)
+		for _, d := range []*daemon{p.da, p.db} {
+			if strings.Contains(d.log.String(), rotated) {
+				t.Errorf("veild in %s logged the new pre-shared key", d.ns.Name)
+			}
+		}
 	})
 
 	t.Run("start with a missing secret", func(t *testing.T) {
