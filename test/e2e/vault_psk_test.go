@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -126,6 +127,39 @@ func TestVaultPSK(t *testing.T) {
 		for _, d := range []*daemon{p.da, p.db} {
 			if strings.Contains(d.log.String(), rotated) {
 				t.Errorf("veild in %s logged the new pre-shared key", d.ns.Name)
+			}
+		}
+	})
+
+	// EAP-MSCHAPv2 with the gateway's user password and the client's
+	// password both in Vault.
+	t.Run("eap passwords", func(t *testing.T) {
+		const password = "alice's password, kept in Vault"
+		srv.Write(t, "secret/data/eap", map[string]any{"data": map[string]any{"alice": password}})
+		e := newDirectPair(t)
+		clientCfg, serverCfg := eapConfigs(t, e, eapSetup{method: "eap-mschapv2", clientSecret: "(replaced by the Vault reference)",
+			serverPlugin: `users = { alice = "vault:secret/eap#alice" }`})
+		withVault := func(cfg string) string {
+			return strings.Replace(cfg, `plugin "dataplane" "userspace" {}`, fmt.Sprintf(`plugin "dataplane" "userspace" {}
+plugin "keystore" "vault" {
+  config {
+    address    = %q
+    token_file = %q
+  }
+}`, srv.Addr, tokenFile), 1)
+		}
+		clientCfg = regexp.MustCompile(`psk = "file:[^"]*"`).ReplaceAllString(clientCfg, `psk = "vault:secret/eap#alice"`)
+		if !strings.Contains(clientCfg, "vault:secret/eap#alice") {
+			t.Fatalf("client config has no password reference to replace:\n%s", clientCfg)
+		}
+		e.db = startDaemonConfig(t, e.b, e.cb.Socket, withVault(serverCfg))
+		e.da = startDaemonConfig(t, e.a, e.ca.Socket, withVault(clientCfg))
+		e.da.waitEstablished()
+		e.db.waitEstablished()
+		ping(t, e.a, e.bAddr)
+		for _, d := range []*daemon{e.da, e.db} {
+			if strings.Contains(d.log.String(), password) {
+				t.Errorf("veild in %s logged the EAP password", d.ns.Name)
 			}
 		}
 	})
