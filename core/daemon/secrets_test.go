@@ -9,10 +9,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/zclconf/go-cty/cty"
 	ctyjson "github.com/zclconf/go-cty/cty/json"
 
 	"github.com/veil-ipsec/veil/config"
+	"github.com/veil-ipsec/veil/core/pluginhost"
 	"github.com/veil-ipsec/veil/plugins/auth/eap"
 	"github.com/veil-ipsec/veil/plugins/auth/psk"
 	"github.com/veil-ipsec/veil/sdk/auth"
@@ -198,5 +200,29 @@ connection "client" {
 	}
 	if _, _, err := eapConfig(context.Background(), cfg, refKeyStore{"vault": &kvStore{}}); err == nil || !strings.Contains(err.Error(), "vault:secret/eap#") {
 		t.Errorf("missing password: err = %v", err)
+	}
+}
+
+// "resolved" is not in the auth plugins' schemas: an operator cannot put a
+// secret into the configuration through it.
+func TestResolvedNotInSchema(t *testing.T) {
+	for name, schema := range map[string]func() (hcldec.Spec, error){
+		"psk": func() (hcldec.Spec, error) { return pluginhost.SpecFromSchema(psk.New().ConfigSchema()) },
+		"eap": func() (hcldec.Spec, error) { return pluginhost.SpecFromSchema(eap.New().ConfigSchema()) },
+	} {
+		cfg := parse(t, `
+plugin "auth" "`+name+`" {
+  config {
+    resolved = { "vault:secret/x#y" = "c2VjcmV0IHNlY3JldCBzZWNyZXQgc2VjcmV0" }
+  }
+}`)
+		diags := cfg.DecodePluginConfigs(func(string, string) (hcldec.Spec, error) { return schema() })
+		refused := false
+		for _, d := range diags {
+			refused = refused || strings.Contains(d.Summary+d.Detail, `"resolved"`)
+		}
+		if !refused {
+			t.Errorf("%s plugin block with resolved: %v", name, diags)
+		}
 	}
 }
