@@ -757,3 +757,40 @@ func TestGarbageDataplaneRejected(t *testing.T) {
 		t.Errorf("plugin after garbage replies: %+v", st)
 	}
 }
+
+// A config the plugin refused is not what a restart replays: the restarted
+// plugin gets the last config it accepted.
+func TestRefusedConfigNotReplayed(t *testing.T) {
+	t.Setenv("VEIL_TESTPLUGIN", "dataplane")
+	h, _ := newHost(t)
+	ctx := context.Background()
+	if err := h.Start(ctx, "dataplane", "test", testPluginBin); err != nil {
+		t.Fatal(err)
+	}
+	good := filepath.Join(t.TempDir(), "state.json")
+	if err := h.Configure(ctx, "dataplane", "test", cty.ObjectVal(map[string]cty.Value{"state_file": cty.StringVal(good)})); err != nil {
+		t.Fatal(err)
+	}
+	// A list where the plugin wants a string: its Configure refuses it.
+	bad := cty.ObjectVal(map[string]cty.Value{"state_file": cty.ListVal([]cty.Value{cty.StringVal("x")})})
+	if err := h.Configure(ctx, "dataplane", "test", bad); err == nil || !strings.Contains(err.Error(), "rejected its config") {
+		t.Fatalf("refused config: err = %v", err)
+	}
+	os.Remove(good)
+	old := killPlugin(t, h, "dataplane", "test")
+	waitRestarted(t, h, "dataplane", "test", old)
+	// The restarted plugin writes its state where the accepted config says.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(good); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the restarted plugin did not get the accepted config (no state file); plugins: %+v", h.List())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := h.List(); len(st) != 1 || st[0].State != "running" {
+		t.Errorf("after the restart: %+v", st)
+	}
+}

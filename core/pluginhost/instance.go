@@ -1,6 +1,7 @@
 package pluginhost
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -268,10 +269,24 @@ func (i *instance) pid() int {
 	return pid(i.proc)
 }
 
-func (i *instance) configure(ctx context.Context, js []byte) error {
+func (i *instance) configure(ctx context.Context, js []byte) (err error) {
+	// A restart meanwhile replays js; if the plugin refuses it (or is
+	// down), the previous one is what a restart replays again, as the
+	// daemon keeps running its previous configuration after a refused
+	// reload.
 	i.mu.Lock()
+	prev := i.configJSON
 	i.configJSON = js
 	i.mu.Unlock()
+	defer func() {
+		if err != nil {
+			i.mu.Lock()
+			if bytes.Equal(i.configJSON, js) {
+				i.configJSON = prev
+			}
+			i.mu.Unlock()
+		}
+	}()
 	defer i.configured.Add(1)
 	kc, err := i.current()
 	if err != nil {
