@@ -2,43 +2,15 @@ package vault
 
 import (
 	"encoding/json"
-	"os"
 	"testing"
 
-	"github.com/hashicorp/hcl/v2/hcldec"
-	ctyjson "github.com/zclconf/go-cty/cty/json"
-
-	veilconfig "github.com/veil-ipsec/veil/config"
-	"github.com/veil-ipsec/veil/core/pluginhost"
+	"github.com/veil-ipsec/veil/test/exampleconf"
 )
 
 // The shipped example's plugin block decodes with the plugin's own schema,
 // as veild decodes it, into the Config the plugin reads.
 func TestExampleConfig(t *testing.T) {
-	src, err := os.ReadFile("../../../examples/vault-key-custody.hcl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, diags := veilconfig.Parse(src, "vault-key-custody.hcl")
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	spec, err := pluginhost.SpecFromSchema(New().ConfigSchema())
-	if err != nil {
-		t.Fatal(err)
-	}
-	diags = cfg.DecodePluginConfigs(func(kind, name string) (hcldec.Spec, error) { return spec, nil })
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	if len(cfg.Plugins) != 1 {
-		t.Fatalf("%d plugin blocks", len(cfg.Plugins))
-	}
-	v := cfg.Plugins[0].Value
-	js, err := ctyjson.Marshal(v, v.Type())
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := exampleconf.PluginJSON(t, "../../../examples/vault-key-custody.hcl", New().ConfigSchema())
 	var c Config
 	if err := json.Unmarshal(js, &c); err != nil {
 		t.Fatal(err)
