@@ -15,12 +15,12 @@ const (
 )
 
 // softHSMToken makes a SoftHSM2 token "veil" in dir holding the private
-// key in keyPath (PKCS#8 PEM) and a PPK as a data object, put there as an
-// operator would (softhsm2-util, OpenSC's pkcs11-tool), then removes the
-// files: from then on key and PPK exist only on the token. It returns the
-// environment veild needs to find the token (plugins inherit it) and the
-// PIN file.
-func softHSMToken(t *testing.T, dir, keyPath, ppk string) (env, pinFile string) {
+// key in keyPath (PKCS#8 PEM; none if "") as "ike" and each of data as a
+// private data object under its label, put there as an operator would
+// (softhsm2-util, OpenSC's pkcs11-tool), then removes the files: from then
+// on they exist only on the token. It returns the environment veild needs
+// to find the token (plugins inherit it) and the PIN file.
+func softHSMToken(t *testing.T, dir, keyPath string, data map[string]string) (env, pinFile string) {
 	t.Helper()
 	for _, tool := range []string{"softhsm2-util", "pkcs11-tool"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -35,22 +35,29 @@ func softHSMToken(t *testing.T, dir, keyPath, ppk string) (env, pinFile string) 
 	conf := filepath.Join(dir, "softhsm2.conf")
 	os.WriteFile(conf, []byte("directories.tokendir = "+tokens+"\nobjectstore.backend = file\nlog.level = ERROR\n"), 0o600)
 	env = "SOFTHSM2_CONF=" + conf
-	ppkFile := filepath.Join(dir, "ppk.bin")
-	os.WriteFile(ppkFile, []byte(ppk), 0o600)
-	for _, args := range [][]string{
-		{"softhsm2-util", "--init-token", "--free", "--label", "veil", "--pin", hsmPIN, "--so-pin", "91827364"},
-		{"softhsm2-util", "--import", keyPath, "--token", "veil", "--label", "ike", "--id", "01", "--pin", hsmPIN},
-		{"pkcs11-tool", "--module", softhsmModule, "--token-label", "veil", "--login", "--pin", hsmPIN,
-			"--write-object", ppkFile, "--type", "data", "--label", "ppk", "--private"},
-	} {
+	steps := [][]string{{"softhsm2-util", "--init-token", "--free", "--label", "veil", "--pin", hsmPIN, "--so-pin", "91827364"}}
+	var files []string
+	if keyPath != "" {
+		steps = append(steps, []string{"softhsm2-util", "--import", keyPath, "--token", "veil", "--label", "ike", "--id", "01", "--pin", hsmPIN})
+		files = append(files, keyPath)
+	}
+	for label, content := range data {
+		f := filepath.Join(dir, label+".bin")
+		os.WriteFile(f, []byte(content), 0o600)
+		files = append(files, f)
+		steps = append(steps, []string{"pkcs11-tool", "--module", softhsmModule, "--token-label", "veil", "--login", "--pin", hsmPIN,
+			"--write-object", f, "--type", "data", "--label", label, "--private"})
+	}
+	for _, args := range steps {
 		cmd := exec.Command(args[0], args[1:]...)
 		cmd.Env = append(os.Environ(), env)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("%s %s: %v\n%s", args[0], args[1], err, out)
 		}
 	}
-	os.Remove(keyPath)
-	os.Remove(ppkFile)
+	for _, f := range files {
+		os.Remove(f)
+	}
 	pinFile = filepath.Join(dir, "hsm.pin")
 	os.WriteFile(pinFile, []byte(hsmPIN+"\n"), 0o600)
 	return env, pinFile
@@ -93,8 +100,8 @@ func TestPKCS11Keystore(t *testing.T) {
 			ac, ak := ca.issue(t, dir, "a", "a.test", kinds[0])
 			bc, bk := ca.issue(t, dir, "b", "b.test", kinds[1])
 			const ppk = "a post-quantum preshared key on the token, 32+ bytes"
-			aEnv, aPIN := softHSMToken(t, filepath.Join(dir, "hsm-a"), ak, ppk)
-			bEnv, bPIN := softHSMToken(t, filepath.Join(dir, "hsm-b"), bk, ppk)
+			aEnv, aPIN := softHSMToken(t, filepath.Join(dir, "hsm-a"), ak, map[string]string{"ppk": ppk})
+			bEnv, bPIN := softHSMToken(t, filepath.Join(dir, "hsm-b"), bk, map[string]string{"ppk": ppk})
 			p.db = startDaemonEnv(t, p.b, p.cb.Socket,
 				pkcs11CertConfig(p.cb.Socket, p.bAddr, p.aAddr, "b.test", "a.test", bc, bPIN, ca.path, "none"), bEnv)
 			p.da = startDaemonEnv(t, p.a, p.ca.Socket,
