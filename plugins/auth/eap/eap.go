@@ -8,7 +8,6 @@
 package eap
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -124,7 +123,7 @@ func (p *Plugin) Configure(_ context.Context, configJSON []byte) error {
 		return err
 	}
 	for id, ref := range cfg.Users {
-		pw, err := readSecret(ref, cfg.Resolved)
+		pw, err := file.ResolveSecret(ref, cfg.Resolved)
 		if err != nil {
 			return fail(fmt.Errorf("password of EAP user %q: %w", id, err))
 		}
@@ -135,7 +134,7 @@ func (p *Plugin) Configure(_ context.Context, configJSON []byte) error {
 		if cfg.RADIUSSecret == "" {
 			return fail(errors.New("radius_server is set but radius_secret is not"))
 		}
-		secret, err := readSecret(cfg.RADIUSSecret, cfg.Resolved)
+		secret, err := file.ResolveSecret(cfg.RADIUSSecret, cfg.Resolved)
 		if err != nil {
 			return fail(fmt.Errorf("radius_secret: %w", err))
 		}
@@ -175,33 +174,13 @@ func (p *Plugin) Configure(_ context.Context, configJSON []byte) error {
 	return nil
 }
 
-// readSecret returns a copy of the password or secret ref names: what
-// veild resolved through a keystore plugin, else the file a file:
-// reference names.
-func readSecret(ref string, resolved map[string][]byte) ([]byte, error) {
-	if b, ok := resolved[ref]; ok {
-		if len(b) == 0 {
-			return nil, fmt.Errorf("reference %q: the keystore returned an empty secret", ref)
-		}
-		return bytes.Clone(b), nil
-	}
-	if scheme, _, ok := strings.Cut(ref, ":"); !ok || scheme == "" || strings.ContainsAny(scheme, " /\t") {
-		// Perhaps the secret itself: not shown.
-		return nil, errors.New("not a key reference (like \"file:/etc/veil/NAME\"); the value is not shown, it may be a secret")
-	}
-	if !strings.HasPrefix(ref, file.Prefix) {
-		return nil, fmt.Errorf("reference %q: not a file: reference and not resolved by veild through a keystore plugin", ref)
-	}
-	return file.ReadSecret(ref)
-}
-
 func loadConn(cc ConnConfig, resolved map[string][]byte) (*conn, error) {
 	if !methods[cc.Method] {
 		return nil, fmt.Errorf("method %q is not an EAP method (eap, eap-mschapv2, eap-tls, eap-md5)", cc.Method)
 	}
 	c := &conn{method: cc.Method, eapID: cc.EAPID}
 	if cc.Secret != "" {
-		pw, err := readSecret(cc.Secret, resolved)
+		pw, err := file.ResolveSecret(cc.Secret, resolved)
 		if err != nil {
 			return nil, fmt.Errorf("EAP password: %w", err)
 		}
@@ -266,7 +245,7 @@ func loadKeyPair(certPath, keyRef string) (*tls.Certificate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("EAP-TLS certificate: %w", err)
 	}
-	keyPEM, err := readSecret(keyRef, nil) // a TLS key comes from a file
+	keyPEM, err := file.ResolveSecret(keyRef, nil) // a TLS key comes from a file
 	if err != nil {
 		return nil, fmt.Errorf("EAP-TLS key: %w", err)
 	}

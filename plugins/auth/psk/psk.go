@@ -12,7 +12,6 @@
 package psk
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -25,7 +24,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"strings"
 	"sync"
 
 	"github.com/veil-ipsec/veil/plugins/keystore/file"
@@ -112,7 +110,7 @@ func (p *Plugin) Configure(_ context.Context, configJSON []byte) error {
 		return err
 	}
 	for id, ref := range cfg.Secrets {
-		secret, err := readSecret(ref, cfg.Resolved)
+		secret, err := file.ResolveSecret(ref, cfg.Resolved)
 		if err != nil {
 			return fail(fmt.Errorf("secret for %q: %w", id, err))
 		}
@@ -132,25 +130,6 @@ func (p *Plugin) Configure(_ context.Context, configJSON []byte) error {
 	p.keys = keys
 	p.mu.Unlock()
 	return nil
-}
-
-// readSecret returns a copy of the secret ref names: what veild resolved
-// through a keystore, else the file a file: reference names.
-func readSecret(ref string, resolved map[string][]byte) ([]byte, error) {
-	if b, ok := resolved[ref]; ok {
-		if len(b) == 0 {
-			return nil, fmt.Errorf("%s: the keystore returned an empty secret", ref)
-		}
-		return bytes.Clone(b), nil
-	}
-	if scheme, _, ok := strings.Cut(ref, ":"); !ok || scheme == "" || strings.ContainsAny(scheme, " /\t") {
-		// Perhaps the secret itself: not shown.
-		return nil, errors.New("not a key reference (like \"file:/etc/veil/NAME\"); the value is not shown, it may be a secret")
-	}
-	if !strings.HasPrefix(ref, file.Prefix) {
-		return nil, fmt.Errorf("%s: not a file: reference and not resolved by veild through a keystore plugin", ref)
-	}
-	return file.ReadSecret(ref)
 }
 
 func (p *Plugin) Health(context.Context) error { return nil }

@@ -5,6 +5,7 @@
 package file
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -125,6 +126,27 @@ func ReadSecret(ref string) ([]byte, error) {
 		return nil, fmt.Errorf("%s is empty", path)
 	}
 	return b[:n], nil
+}
+
+// ResolveSecret returns a copy of the secret ref names, for auth plugins
+// that take secrets from veild: the one veild resolved through a keystore
+// plugin (resolved, by reference), else the file a file: reference names.
+// An error shows ref only when it looks like a reference, since a value
+// without a scheme may be the secret itself.
+func ResolveSecret(ref string, resolved map[string][]byte) ([]byte, error) {
+	if b, ok := resolved[ref]; ok {
+		if len(b) == 0 {
+			return nil, fmt.Errorf("reference %q: the keystore returned an empty secret", ref)
+		}
+		return bytes.Clone(b), nil
+	}
+	if scheme, _, ok := strings.Cut(ref, ":"); !ok || scheme == "" || strings.ContainsAny(scheme, " /\t") {
+		return nil, errors.New("not a key reference (like \"file:/etc/veil/NAME\"); the value is not shown, it may be a secret")
+	}
+	if !strings.HasPrefix(ref, Prefix) {
+		return nil, fmt.Errorf("reference %q: not a file: reference and not resolved by veild through a keystore plugin", ref)
+	}
+	return ReadSecret(ref)
 }
 
 func (s *Store) Secret(_ context.Context, ref string) ([]byte, error) {
