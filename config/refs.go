@@ -40,9 +40,9 @@ func checkRef(a *attrs, what string, it listItem, keystores map[string]bool) {
 				Severity: hcl.DiagError,
 				Summary:  "Literal secret in the configuration",
 				Detail: fmt.Sprintf("%s must be a reference to where the secret is kept, not the secret itself. "+
-					"Put it in a file readable only by root (chmod 600) and write %s = \"file:/etc/veil/%s.%s\"%s; "+
-					"then change the secret, since it has been in this file.",
-					what, what, "NAME", what, map[bool]string{true: ", or use vault:...", false: ""}[what == "ppk"]),
+					"Put it in a file readable only by root (chmod 600) and write %s = \"file:/etc/veil/%s.%s\", "+
+					"or use vault:... or pkcs11:... ; then change the secret, since it has been in this file.",
+					what, what, "NAME", what),
 				Subject: it.rng.Ptr(),
 				Extra:   sensitive{},
 			})
