@@ -140,17 +140,20 @@ func (c *Client) AllocateSPIs(ctx context.Context, src, dst netip.Addr, n int) (
 	seen := make(map[uint32]bool, n)
 	var first error
 	for _, r := range rs {
-		switch spi := r.GetSpi(); {
+		spi := r.GetSpi()
+		err := checkSPI(spi)
+		switch {
 		case r.GetError() != "":
-			first = cmp.Or(first, remoteError(r.GetError()))
-		case spi < 256:
-			first = cmp.Or(first, fmt.Errorf("%w: SPI %d is reserved", ErrInvalidReply, spi))
-		case seen[spi]:
-			first = cmp.Or(first, fmt.Errorf("%w: SPI %08x handed out twice", ErrInvalidReply, spi))
-		default:
-			seen[spi] = true
-			spis = append(spis, spi)
+			err = remoteError(r.GetError())
+		case err == nil && seen[spi]:
+			err = fmt.Errorf("%w: SPI %08x handed out twice", ErrInvalidReply, spi)
 		}
+		if err != nil {
+			first = cmp.Or(first, err)
+			continue
+		}
+		seen[spi] = true
+		spis = append(spis, spi)
 	}
 	return spis, first
 }
@@ -174,11 +177,19 @@ func (c *Client) AllocateSPI(ctx context.Context, src, dst netip.Addr) (uint32, 
 		}
 		spi = r.GetSpi()
 	}
-	// SPIs 1-255 are reserved by IANA (RFC 4303 §2.1); 0 means none.
-	if spi < 256 {
-		return 0, fmt.Errorf("%w: SPI %d is reserved", ErrInvalidReply, spi)
+	if err := checkSPI(spi); err != nil {
+		return 0, err
 	}
 	return spi, nil
+}
+
+// checkSPI refuses an SPI a plugin allocated that no SA may have: 1-255
+// are reserved by IANA (RFC 4303 §2.1), 0 means none.
+func checkSPI(spi uint32) error {
+	if spi < 256 {
+		return fmt.Errorf("%w: SPI %d is reserved", ErrInvalidReply, spi)
+	}
+	return nil
 }
 
 func (c *Client) InstallSA(ctx context.Context, sa *ChildSA) error {
