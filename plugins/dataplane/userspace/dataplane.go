@@ -520,12 +520,12 @@ func removeSA(t *tables, s *sa) {
 func (d *Dataplane) DeleteSA(ctx context.Context, key provider.SAKey) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if _, ok := d.reserved[key.SPI]; ok && d.tables.Load().byKey[key] == nil {
+		delete(d.reserved, key.SPI) // no table to copy, no MTU to refit
+		return nil
+	}
 	err := d.update(func(t *tables) error {
 		s := t.byKey[key]
-		if _, ok := d.reserved[key.SPI]; s == nil && ok {
-			delete(d.reserved, key.SPI)
-			return nil
-		}
 		if s == nil {
 			return fmt.Errorf("no SA with SPI %#08x to %s", key.SPI, key.Dst)
 		}
