@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -134,14 +135,24 @@ func readCert(t *testing.T, path string) *x509.Certificate {
 }
 
 func certConfig(sock, local, remote, lid, rid, cert, key, ca, start string) string {
+	return daemonBlock(sock, local) + certConnection("lab", local, remote, lid, rid, cert, "file:"+key, ca, start)
+}
+
+// daemonBlock is the daemon block of a test veild (control socket, the
+// addresses it listens on, debug logging) with the userspace dataplane.
+func daemonBlock(sock string, listen ...string) string {
+	quoted := make([]string, len(listen))
+	for i, a := range listen {
+		quoted[i] = strconv.Quote(a)
+	}
 	return fmt.Sprintf(`
 daemon {
   control_socket = %q
-  listen         = [%q]
+  listen         = [%s]
   log_level      = "debug"
 }
 plugin "dataplane" "userspace" {}
-`, sock, local) + certConnection("lab", local, remote, lid, rid, cert, "file:"+key, ca, start)
+`, sock, strings.Join(quoted, ", "))
 }
 
 // certConnection is a transport-mode connection that authenticates both

@@ -14,20 +14,14 @@ import (
 // reference keyRef, resolved by the example third-party keystore plugin
 // (examples/plugins/keystore-env) that veild runs from its own binary.
 func envCertConfig(sock, local, remote, lid, rid, cert, keyRef, ca, start string) string {
-	return fmt.Sprintf(`
-daemon {
-  control_socket = %q
-  listen         = [%q]
-  log_level      = "debug"
-}
-plugin "dataplane" "userspace" {}
+	return daemonBlock(sock, local) + fmt.Sprintf(`
 plugin "keystore" "env" {
   path = %q
   config {
     prefix = "VEIL_E2E_"
   }
 }
-`, sock, local, keystoreEnv) + certConnection("lab", local, remote, lid, rid, cert, keyRef, ca, start)
+`, keystoreEnv) + certConnection("lab", local, remote, lid, rid, cert, keyRef, ca, start)
 }
 
 // startDaemonEnv starts veild in ns with the configuration text given and

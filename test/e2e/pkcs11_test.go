@@ -66,13 +66,7 @@ func softHSMToken(t *testing.T, dir, keyPath string, data map[string]string) (en
 // pkcs11CertConfig is a certificate connection whose private key is on a
 // token, reached through the bundled pkcs11 keystore.
 func pkcs11CertConfig(sock, local, remote, lid, rid, cert, pinFile, ca, start string) string {
-	return fmt.Sprintf(`
-daemon {
-  control_socket = %q
-  listen         = [%q]
-  log_level      = "debug"
-}
-plugin "dataplane" "userspace" {}
+	return daemonBlock(sock, local) + fmt.Sprintf(`
 plugin "keystore" "pkcs11" {
   config {
     module   = %q
@@ -80,7 +74,7 @@ plugin "keystore" "pkcs11" {
     token    = "veil"
   }
 }
-`, sock, local, softhsmModule, pinFile) + strings.Replace(certConnection("lab", local, remote, lid, rid, cert,
+`, softhsmModule, pinFile) + strings.Replace(certConnection("lab", local, remote, lid, rid, cert,
 		"pkcs11:token=veil;object=ike;type=private", ca, start), "  local {", `  ppk_id       = "pq-lab"
   ppk          = "pkcs11:token=veil;object=ppk;type=data"
   ppk_required = true

@@ -23,18 +23,11 @@ var killLoads = []struct{ name, addr string }{{"load1", "10.70.0.3"}, {"load2", 
 // check the peer's chain) and the userspace dataplane: connection "lab",
 // which stays up, plus the load connections. For a (initiator) locals are
 // a's addresses; for b (responder) remotes are.
-func killConfig(sock, listen string, lab [2]string, loads [][2]string, lid, rid, cert, key, ca, start string) string {
+func killConfig(sock string, listen []string, lab [2]string, loads [][2]string, lid, rid, cert, key, ca, start string) string {
 	conn := func(name string, addrs [2]string, start string) string {
 		return certConnection(name, addrs[0], addrs[1], lid, rid, cert, "file:"+key, ca, start)
 	}
-	cfg := fmt.Sprintf(`
-daemon {
-  control_socket = %q
-  listen         = [%s]
-  log_level      = "debug"
-}
-plugin "dataplane" "userspace" {}
-`, sock, listen) + conn("lab", lab, start)
+	cfg := daemonBlock(sock, listen...) + conn("lab", lab, start)
 	for i, l := range loads {
 		cfg += conn(killLoads[i].name, l, "none")
 	}
@@ -77,15 +70,15 @@ func testPluginKill(t *testing.T, kind, name string) {
 	ca := newTestCA(t, dir)
 	ac, ak := ca.issue(t, dir, "a", "a.test", "ecdsa-p256")
 	bc, bk := ca.issue(t, dir, "b", "b.test", "ecdsa-p256")
-	aListen := strconv.Quote(aAddr)
+	aListen := []string{aAddr}
 	var aLoads, bLoads [][2]string
 	for _, l := range killLoads {
-		aListen += ", " + strconv.Quote(l.addr)
+		aListen = append(aListen, l.addr)
 		aLoads = append(aLoads, [2]string{l.addr, bAddr})
 		bLoads = append(bLoads, [2]string{bAddr, l.addr})
 	}
 	aSock, bSock := dir+"/a/veil.sock", dir+"/b/veil.sock"
-	db := startDaemonConfig(t, b, bSock, killConfig(bSock, strconv.Quote(bAddr), [2]string{bAddr, aAddr}, bLoads, "b.test", "a.test", bc, bk, ca.path, "none"))
+	db := startDaemonConfig(t, b, bSock, killConfig(bSock, []string{bAddr}, [2]string{bAddr, aAddr}, bLoads, "b.test", "a.test", bc, bk, ca.path, "none"))
 	da := startDaemonConfig(t, a, aSock, killConfig(aSock, aListen, [2]string{aAddr, bAddr}, aLoads, "a.test", "b.test", ac, ak, ca.path, "start"))
 	da.waitEstablished()
 	db.waitEstablished()

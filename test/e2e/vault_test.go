@@ -25,20 +25,14 @@ import (
 // transit key keyRef in the Vault at addr, reached by the bundled vault
 // keystore with the token in tokenFile.
 func vaultCertConfig(sock, local, remote, lid, rid, cert, addr, tokenFile, keyRef, ca, start string) string {
-	return fmt.Sprintf(`
-daemon {
-  control_socket = %q
-  listen         = [%q]
-  log_level      = "debug"
-}
-plugin "dataplane" "userspace" {}
+	return daemonBlock(sock, local) + fmt.Sprintf(`
 plugin "keystore" "vault" {
   config {
     address    = %q
     token_file = %q
   }
 }
-`, sock, local, addr, tokenFile) + certConnection("lab", local, remote, lid, rid, cert, keyRef, ca, start)
+`, addr, tokenFile) + certConnection("lab", local, remote, lid, rid, cert, keyRef, ca, start)
 }
 
 // issueForKey writes NAME.pem: a certificate from ca for dnsName and the
